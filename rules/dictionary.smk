@@ -1,3 +1,6 @@
+from wsvad_core.dictionary import dictionary_settings
+
+
 rule dictionary:
     input:
         manifest=results("{dataset}", "manifest.csv"),
@@ -6,7 +9,7 @@ rule dictionary:
         atoms=results("{dataset}", "dictionary", "{feature_set}.npy"),
         info=results("{dataset}", "dictionary", "{feature_set}.json"),
     params:
-        settings=config["dictionary"],
+        settings=lambda w: dictionary_settings(config, w.dataset),
     log:
         logs("{dataset}", "dictionary", "{feature_set}.log"),
     benchmark:

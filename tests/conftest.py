@@ -21,3 +21,15 @@ def snakemake_bin() -> str:
     if not exe.exists():
         pytest.fail(f"snakemake is not installed beside {sys.executable}; run scripts/setup.sh")
     return str(exe)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Method tests run small models: a second torch thread only adds overhead on the CI
+    machine's two cores, which pytest-xdist already fills with two workers."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -66,10 +66,16 @@ def test_ucf_crime_urdmu_family_rules():
     also drops one frame ("minusing 1 when extracting features"), which makes a video whose
     length is a multiple of 16 lose its last clip (UR-DMU issue #13: Assault006, 8096 frames,
     505 clips). From UCF_Annotation.txt's frame counts these rules give 1,109,824 and
-    1,109,504 frames; the published gt-ucf.npy has 1,109,680, between the two: the features were
-    extracted from frame counts that differ from the annotation's for some videos. The pipeline
-    does not depend on the rule: GT is built from each store's own T, so importing the published
-    features gives their GT length."""
+    1,109,504 frames; the published gt-ucf.npy (DeepMIL's, copied by UR-DMU) has 1,109,680 =
+    69,355 clips, 9 fewer than floor and 11 more than minus_one. No rule of the frame count alone
+    gives it: the two differ only on the 20 videos whose count is a multiple of 16, so any
+    f(n) between them must drop a clip on 9 of those 20 (10 are normal, 10 abnormal);
+    ceil gives 1,114,144, round 1,111,728, ceil - 1 1,109,504, floor((n - 2) / 16) 1,108,944,
+    and extending n to cover annotations that end past it 1,109,840 (floor) / 1,109,536
+    (minus_one). VadCLIP's gt_segment_ucf.npy gives floor(n/16) snippets for 147 normal test
+    videos but one more for Normal_Videos_924/935/940: decoders disagree with the annotated
+    counts on some videos, so the features were extracted from other frame counts. The pipeline does not depend on the rule: GT is built from each store's own T, so
+    importing the published features gives their GT length."""
     videos = [v for v in benchmark_videos("ucf_crime", files("ucf_crime")) if v.split == "test"]
     rows = [{"video_id": v.video_id, "label": v.label} for v in videos]
     ann = {v.video_id: () for v in videos}

@@ -59,3 +59,21 @@ def test_overrides_resolve(config):
     assert method_overrides(config, "demo", "rtfm")["max_steps"] == config["datasets"]["demo"]["method_overrides"]["rtfm"]["max_steps"]
     assert "max_steps" not in method_overrides(config, "demo", "rtfm") or config["methods"]["rtfm"] == {}
     assert ("s3r", "clip_vitb16", 0) in runs(config, "demo")
+
+
+def test_run_feature_sets_restrict_and_are_checked(config):
+    demo_runs = runs(config, "demo")
+    # restricted: MGFN runs on I3D only, MIL (unrestricted) on both families
+    assert [fs for m, fs, _ in demo_runs if m == "mgfn"] == ["i3d_r50"]
+    assert {fs for m, fs, _ in demo_runs if m == "mil"} == {"i3d_r50", "clip_vitb16"}
+    # no run on a feature family the method rejects (VadCLIP: CLIP only; patches: never a run)
+    assert {fs for m, fs, _ in demo_runs if m == "vadclip"} == {"clip_vitb16"}
+    assert not any(fs == "i3d_r50_p2x3" for _, fs, _ in demo_runs)
+    bad = copy.deepcopy(config)
+    bad["datasets"]["demo"]["run_feature_sets"]["vadclip"] = ["i3d_r50"]
+    with pytest.raises(ConfigError, match="vadclip does not accept 'i3d_r50'"):
+        check_config(bad)
+    bad = copy.deepcopy(config)
+    bad["datasets"]["demo"]["run_feature_sets"]["mgfn"] = ["i3d_r5O"]
+    with pytest.raises(ConfigError, match="'i3d_r5O' is not one of this dataset's feature sets"):
+        check_config(bad)

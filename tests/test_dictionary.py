@@ -125,3 +125,32 @@ def test_build_dictionary_from_store(tmp_path):
     saved = json.loads((tmp_path / "out" / "d.json").read_text())
     assert saved["n_atoms"] == 2 and saved["n_videos"] == 4 and saved["percentage"] == 50
     assert saved["store_attrs"]["backbone"] == "toy"
+
+
+def test_percentage_per_dataset(repo):
+    """config.yaml's benchmarks carry S3R's per-dataset percentage; the dictionary rule's
+    settings take a dataset's own value, else the top-level one; the schema checks the key."""
+    import copy
+
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from wsvad_core.dictionary import dictionary_settings
+
+    schema = str(repo / "schemas" / "config.schema.yaml")
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config["dictionary"]["percentage"] = 37
+    validate(config, schema)
+    got = {d: dictionary_settings(config, d)["percentage"] for d in config["datasets"]}
+    assert got == {"demo": 37, "ucf_crime": 50, "shanghaitech": 90, "xd_violence": 37}
+    assert got["shanghaitech"] == OFFICIAL_PERCENTAGE["shanghaitech"]
+    assert dictionary_settings(config, "shanghaitech")["seed"] == config["dictionary"]["seed"]
+    with pytest.raises(KeyError, match="no dataset 'shanghai'"):
+        dictionary_settings(config, "shanghai")
+    for bad_block, message in (({"percentage": 0}, "exclusiveMinimum|less than or equal to"),
+                               ({"percent": 90}, "'percent' was unexpected")):
+        bad = copy.deepcopy(config)
+        bad["datasets"]["shanghaitech"]["dictionary"] = bad_block
+        with pytest.raises(WorkflowError, match=message):
+            validate(bad, schema)

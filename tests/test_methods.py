@@ -11,6 +11,9 @@ from wsvad_core.methods import (SEGMENT_POLICIES, create_method, get_method, lis
                                 load_official, make_optimizer, resolve_hparams)
 from wsvad_core.methods.base import WSVADModel
 
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D = 64  # small feature dim (S3R needs D divisible by 32)
 METHODS = ["mil", "rtfm", "s3r"]
 EXPECTED_KEYS = {
@@ -19,15 +22,6 @@ EXPECTED_KEYS = {
     "s3r": {"loss", "bce", "magnitude", "smoothness", "sparsity", "macro"},
 }
 ANOMALY_POS = [5, 6, 7, 20]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny matmuls: one thread is much faster than two fighting over 2 (shared) cores
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

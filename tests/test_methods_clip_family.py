@@ -19,6 +19,9 @@ from wsvad_core.methods.text import (ClipTextEncoder, class_names_from_manifest,
 from wsvad_core.methods.tpwng import AdaptiveSpanAttention, minmax
 from wsvad_core.methods.vadclip import lengths_from_padding, topk_mean, window_mask
 
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D = 64
 NAMES = ["Normal", "Explosion", "Fighting"]
 # small CLIP text towers keep these tests fast; the architecture code is the ViT-B-16 one
@@ -36,14 +39,6 @@ KEYS = {
     "gsmoe": {"loss", "task", "experts", "mixture"},
 }
 ANOMALY = [5, 6, 7, 8, 20]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def make(name, **kw):

@@ -2,6 +2,7 @@
 building blocks on hand-made inputs, and learning on a toy problem. Equivalence with the official
 modules: tests/test_official_{mgfn,urdmu,bnwvad}.py."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,9 +11,15 @@ import torch
 
 from wsvad_core.catalog import METHODS as CATALOG
 from wsvad_core.methods import create_method, get_method, make_optimizer, resolve_hparams
+from wsvad_core.methods.blocks import crop_samples
 from wsvad_core.methods.bnwvad import select_snippets
 from wsvad_core.methods.mgfn import ChannelLayerNorm, contrastive
-from wsvad_core.methods.urdmu import crop_samples, dsa_mix
+from wsvad_core.methods.urdmu import dsa_mix
+from wsvad_core.training.data import TrainingSet
+from wsvad_core.training.loop import train
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = 64
 NAMES = ["mgfn", "urdmu", "bnwvad"]
@@ -29,14 +36,6 @@ KEYS = {
     "bnwvad": {"loss", "normal", "mpp"},
 }
 ANOMALY_POS = [5, 6, 7, 20]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def make(name, **overrides):
@@ -182,22 +181,56 @@ def test_mgfn_channel_layernorm_and_contrastive_by_hand():
     assert contrastive(a, b, False, 4.0).item() == 0.0
 
 
-def test_bnwvad_clips_gradient_norm_before_any_optimizer_step():
+def _update_norm(model, before) -> float:
+    return math.sqrt(sum(float(((p.detach() - b) ** 2).sum())
+                         for p, b in zip(model.parameters(), before)))
+
+
+def _one_loop_step(model, hp, tmp_path, scale: float) -> float:
+    """One step of the shared training loop (plain SGD, lr 0.5) with the loss scaled by
+    ``scale``; returns the norm of the parameter update (= lr x the gradient norm used)."""
+    hp = dataclasses.replace(hp, batch_size=2, max_steps=1, lr=0.5)
+    g = torch.Generator().manual_seed(0)
+    data = TrainingSet(toy(2, 1, 32, False, g).half(), toy(2, 1, 32, True, g).half(),
+                       ["n0", "n1"], ["a0", "a1"])
+    loss = model.loss
+    model.loss = lambda n, a: {k: v * scale for k, v in loss(n, a).items()}
+    before = [p.detach().clone() for p in model.parameters()]
+    train(model, hp, data, tmp_path, device=torch.device("cpu"),
+          optimizer=torch.optim.SGD(model.parameters(), lr=hp.lr), progress=False)
+    return _update_norm(model, before)
+
+
+def test_bnwvad_before_step_clips_the_gradient_norm():
     model, hp = make("bnwvad")
+    assert hp.grad_clip_norm == 1.0  # train.py clip_grad_norm_(..., max_norm=1.0)
     for p in model.parameters():
         p.grad = torch.full_like(p, 10.0)
     model.before_step()
     total = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters()))
     assert total.item() == pytest.approx(1.0, rel=1e-4)
-    # through a plain optimizer step (what the shared loop does): the update has norm lr * 1
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+
+
+def test_bnwvad_training_loop_clips_between_backward_and_step(tmp_path):
+    # a huge gradient (loss x 1e4): the loop's before_step() clips it to norm 1, so the SGD
+    # update has norm lr x 1; without clipping the same step is thousands of times larger
+    model, hp = make("bnwvad")
+    assert _one_loop_step(model, hp, tmp_path / "clip", 1e4) == pytest.approx(0.5, rel=1e-4)
+    model, hp = make("bnwvad", grad_clip_norm=0.0)
+    assert _one_loop_step(model, hp, tmp_path / "noclip", 1e4) > 100.0
+
+
+def test_bnwvad_clipping_touches_no_other_optimizer():
+    model, _ = make("bnwvad")
+    model.train()  # a live BN-WVAD model in training mode: no process-wide hook may act on it
+    # its own optimizer outside the loop: a plain step applies the raw gradient
     before = [p.detach().clone() for p in model.parameters()]
     for p in model.parameters():
         p.grad = torch.full_like(p, 10.0)
-    opt.step()
-    step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
-    assert step.item() == pytest.approx(0.5, rel=1e-4)
-    # other models' optimizers are not touched
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    n = sum(p.numel() for p in model.parameters())
+    assert _update_norm(model, before) == pytest.approx(0.5 * 10.0 * math.sqrt(n), rel=1e-4)
+    # another model's optimizer
     other = torch.nn.Linear(3, 1)
     other.weight.grad = torch.full_like(other.weight, 10.0)
     other.bias.grad = torch.full_like(other.bias, 10.0)
@@ -224,7 +257,8 @@ def test_learns_toy_problem(name):
         out = model.loss(toy(4, 1, 32, False, g), toy(4, 1, 32, True, g))
         opt.zero_grad()
         out["loss"].backward()
-        opt.step()  # BN-WVAD clips its gradients in an optimizer step pre-hook
+        model.before_step()  # as the shared loop: BN-WVAD clips its gradients here
+        opt.step()
         losses.append(out["loss"].item())
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), losses[::10]
     s_nor = model.score(toy(8, 1, 32, False, g))

@@ -16,16 +16,10 @@ from wsvad_core.methods.timesformer_mil import binary_focal_loss
 from wsvad_core.training.data import TrainingSet
 from wsvad_core.training.loop import train
 
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NEW = ["ssrl", "timesformer_mil", "urdmu_patch"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: intra-op threads only add overhead (and thrash on a shared 2-core machine)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 ANOMALY = slice(5, 8)
 
 

@@ -1,33 +1,31 @@
 """CLIP-TSA: the official module's random weights, loaded through wsvad's name mapping, give the
 official outputs (tests/fixtures/cliptsa/README.md says how the fixture was made)."""
-from pathlib import Path
-
 import pytest
 import torch
+from official_fixtures import TOL, official_model, torch_fixture
 
-from wsvad_core.methods import create_method, get_method, load_official
+from wsvad_core.methods import get_method
 
-FIXTURE = Path(__file__).parent / "fixtures" / "cliptsa" / "official.pt"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def official():
-    return torch.load(FIXTURE, weights_only=False)
+    return torch_fixture("cliptsa", "official.pt")
 
 
 @pytest.fixture(scope="module")
 def model(official):
-    m, _ = create_method("cliptsa", official["feat_dim"], seed=official["seed"])
-    missing, unexpected = load_official(get_method("cliptsa"), m, official["state_dict"])
-    assert missing == [] and unexpected == []
-    return m
+    return official_model("cliptsa", official["feat_dim"], official["state_dict"],
+                          seed=official["seed"])
 
 
 def test_scores_match_official(official, model):
     # test_10crop.py: one video, eval mode, the hard-attention noise from a seeded RNG
     for name in ("test1", "test3"):  # one crop (k capped) and three crops in one call
         got = model.score(official[f"x_{name}"])[0]
-        torch.testing.assert_close(got, official[f"out_{name}"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(got, official[f"out_{name}"], **TOL)
 
 
 def test_loss_matches_official(official, model):
@@ -36,7 +34,7 @@ def test_loss_matches_official(official, model):
     model.eval()
     torch.manual_seed(official["seed"])
     out = model.loss(official["batch"][:B], official["batch"][B:])
-    torch.testing.assert_close(out["loss"], official["loss"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["loss"], official["loss"], **TOL)
 
 
 def test_unused_vit_mlp_is_dropped(official):

@@ -108,7 +108,9 @@ def test_store(tmp_path_factory):
 def test_batched_scoring_equals_one_forward_per_video(test_store, monkeypatch):
     store, ids = test_store
     model, _ = create_method("mil", 32)
+    assert type(model).snippet_independent  # MIL's MLP scores each snippet alone
     order = ids[::-1]  # the caller's order is kept
+    model.snippet_independent = False  # reference: one forward per video
     per_video = score_videos(model, store, order, torch.device("cpu"), progress=False)
     calls = []
     original = type(model).score

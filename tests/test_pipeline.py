@@ -25,6 +25,12 @@ def demo_run(repo, snakemake_bin, tmp_path_factory):
     demo = cfg["datasets"]["demo"]
     demo["generate"].update(n_train_normal=4, n_train_abnormal=4, n_test_normal=2, n_test_abnormal=2,
                             n_frames=64)
+    # the three baselines on both feature families; every other method has its own tests and
+    # runs in the full demo (README)
+    demo.update(methods=["mil", "rtfm", "s3r"], feature_sets=["i3d_r50", "clip_vitb16"])
+    demo.pop("run_feature_sets", None)
+    demo["feature_overrides"] = {k: v for k, v in demo["feature_overrides"].items()
+                                 if k in demo["feature_sets"]}
     demo["method_overrides"] = {m: {"max_steps": 30, "batch_size": 2} for m in demo["methods"]}
     demo["method_overrides"]["mil"] = {"max_steps": 60, "batch_size": 4}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))

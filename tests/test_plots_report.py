@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from wsvad_core.reporting.plots import label_intervals, plot_curves, plot_table, plot_timeline, table_html
+from wsvad_core.reporting.plots import (label_intervals, plot_curves, plot_table, plot_timeline, table_bars,
+                                        table_html)
 
 from tiny_dag import make_workdir, smk, tiny_config
 
@@ -72,6 +73,31 @@ def test_curves_and_table_plots(tmp_path):
     html = table_html(table, tmp_path / "t.html", title="demo").read_text()
     assert html.count("<tr>") == 4 and "90.00 ± 1.00" in html and "random-init" in html
 
+
+
+def test_table_bars_split_by_checkpoint_selection(tmp_path):
+    """A benchmark table has a `last` and a `best` row per method × feature set: each gets its
+    own, labelled bar; a table with one selection keeps one bar per feature set."""
+    metrics = ("auc", "ap_step", "ap_trapz", "auc_abnormal", "far_normal")
+    table = pd.DataFrame({"method": ["rtfm", "rtfm", "mil", "mil", "rtfm", "rtfm"],
+                          "feature_set": ["i3d_r50"] * 4 + ["clip_vitb16"] * 2,
+                          "selection": ["last", "best", "best", "last", "last", "best"],
+                          "weights": "published", "seeds": 3,
+                          **{f"{k}_mean": [0.80, 0.85, 0.70, 0.60, 0.75, 0.78] for k in metrics},
+                          **{f"{k}_std": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06] for k in metrics}})
+    methods, series = table_bars(table, "auc")
+    assert methods == ["mil", "rtfm"]
+    got = {s["label"]: (s["mean"], s["std"]) for s in series}
+    assert set(got) == {"i3d_r50 · last step", "i3d_r50 · best on test", "clip_vitb16 · last step",
+                        "clip_vitb16 · best on test"}
+    assert np.allclose(got["i3d_r50 · last step"], ([60, 80], [4, 1]))
+    assert np.allclose(got["i3d_r50 · best on test"], ([70, 85], [3, 2]))
+    assert np.isnan(got["clip_vitb16 · best on test"][0][0]) and got["clip_vitb16 · best on test"][0][1] == 78
+    png(plot_table(table, tmp_path / "t.png", title="ucf"))
+    _, last_only = table_bars(table[table["selection"] == "last"], "auc")
+    assert [s["label"] for s in last_only] == ["clip_vitb16", "i3d_r50"]
+    with pytest.raises(ValueError, match="not unique per method × feature_set × selection"):
+        table_bars(pd.concat([table, table.iloc[:1]]), "auc")
 
 # ------------------------------------------------------------------------ end to end, report
 

@@ -149,6 +149,7 @@ def reduced_demo_config() -> dict:
     ds = cfg["datasets"]["demo"]
     fs, method = "i3d_r50", "mil"
     ds.update(n_shards=1, feature_sets=[fs], methods=[method], seeds=[0])
+    ds.pop("run_feature_sets", None)
     # Fewer, shorter videos and steps: this test is about scheduling, not accuracy.
     ds["generate"].update(n_train_normal=4, n_train_abnormal=4, n_test_normal=2, n_test_abnormal=2,
                           n_frames=64)

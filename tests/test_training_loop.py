@@ -105,6 +105,27 @@ def test_best_checkpoint_tracks_eval(tmp_path):
     assert [r.get("test_score") for r in rows if "test_score" in r] == [0.5, 0.9, 0.7]
 
 
+@pytest.mark.parametrize("min_step, evaluated, best_step",
+                         [(0, [20, 40, 60], 20), (30, [40, 60], 60), (60, [60], 60), (500, [60], 60)])
+def test_best_only_after_eval_min_step(tmp_path, caplog, min_step, evaluated, best_step):
+    """As the official loops (`step % N == 0 and step > min_step`): the best checkpoint is
+    chosen among evaluations after eval_min_step only; when max_steps does not pass it, the
+    last step is scored so that a best checkpoint exists, and a log line says so."""
+    @dataclass
+    class MinHP(HP):
+        eval_min_step: int = min_step
+
+    score_at = {20: 0.9, 40: 0.5, 60: 0.7}  # the highest score comes early
+    torch.manual_seed(123)
+    model = Toy()  # model.calls == steps done
+    caplog.set_level("INFO", logger="wsvad_core.training.loop")
+    rows = train(model, MinHP(), toy_data(), tmp_path, device=torch.device("cpu"),
+                 optimizer=torch.optim.SGD(model.parameters(), lr=HP.lr), ckpt_every=25, progress=False,
+                 eval_fn=lambda m: score_at[m.calls], eval_every=20)
+    assert [r["step"] for r in rows if "test_score" in r] == evaluated
+    assert torch.load(tmp_path / "checkpoint_best.pt", weights_only=False)["step"] == best_step
+    assert ("last step only" in caplog.text) == (min_step >= HP.max_steps)
+
 def test_nan_loss_is_reported(tmp_path):
     class NaNToy(Toy):
         def loss(self, normal, abnormal):

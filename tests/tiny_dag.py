@@ -19,6 +19,7 @@ def tiny_config(repo: Path, max_steps: int = 60) -> dict:
     demo["generate"].update(n_train_normal=2, n_train_abnormal=2, n_test_normal=1, n_test_abnormal=1,
                             n_frames=32, width=64, height=48)
     demo.update(n_shards=1, feature_sets=["i3d_r50"], methods=["mil"], seeds=[0])
+    demo.pop("run_feature_sets", None)
     demo["feature_overrides"] = {"i3d_r50": {"resize": 36, "crop_size": 32, "crops": "center", "batch_size": 2}}
     demo["method_overrides"] = {"mil": {"max_steps": max_steps, "batch_size": 2}}
     cfg["run_datasets"] = ["demo"]

@@ -37,6 +37,17 @@ def check_config(config: dict) -> None:
         for m in ds.get("method_overrides", {}):
             if m not in ds["methods"]:
                 raise ConfigError(f"{where}.method_overrides.{m}: not one of this dataset's methods")
+        for m, sets in ds.get("run_feature_sets", {}).items():
+            if m not in ds["methods"]:
+                raise ConfigError(f"{where}.run_feature_sets.{m}: not one of this dataset's methods")
+            for fs in sets:
+                if fs not in ds["feature_sets"]:
+                    raise ConfigError(f"{where}.run_feature_sets.{m}: {fs!r} is not one of this "
+                                      f"dataset's feature sets {ds['feature_sets']}")
+                family = BACKBONE_FAMILIES[fsets[fs]["backbone"]]
+                if family not in METHODS[m][0]:
+                    raise ConfigError(f"{where}.run_feature_sets.{m}: method {m} does not accept "
+                                      f"{fs!r} ({family} features); it accepts {METHODS[m][0]}")
     for ds in config.get("run_datasets", []):
         if ds not in config["datasets"]:
             raise ConfigError(f"run_datasets: unknown dataset {ds!r}; known: {sorted(config['datasets'])}")
@@ -69,12 +80,13 @@ def dataset_paths(config: dict, dataset: str) -> dict[str, Path]:
 
 
 def runs(config: dict, dataset: str) -> list[tuple[str, str, int]]:
-    """(method, feature_set, seed) of a dataset whose method accepts the feature set's family."""
+    """(method, feature_set, seed) of a dataset whose method accepts the feature set's family,
+    restricted to ``run_feature_sets.<method>`` where the dataset names them."""
     ds = config["datasets"][dataset]
     out = []
     for m in ds["methods"]:
         families = METHODS[m][0]
-        for fs in ds["feature_sets"]:
+        for fs in ds.get("run_feature_sets", {}).get(m, ds["feature_sets"]):
             if BACKBONE_FAMILIES[config["feature_sets"][fs]["backbone"]] in families:
                 out += [(m, fs, s) for s in ds.get("seeds", [0])]
     return out

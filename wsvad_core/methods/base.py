@@ -29,6 +29,7 @@ __all__ = [
     "make_optimizer",
     "hparams_to_dict",
     "load_official",
+    "rename_official",
 ]
 
 
@@ -64,10 +65,15 @@ class MethodSpec:
     paper: str
     official_code: str  # repository URL or "paper only"
     hparams: type[TrainHParams]  # dataclass type whose defaults are the official values
-    segment_policy: str  # "meanpool" | "resize" | "pad_pool" (see methods/segments.py)
-    families: tuple[str, ...]  # feature families accepted: "i3d", "clip"
-    needs_dictionary: bool
-    build: Callable[..., "WSVADModel"]  # build(hparams, feat_dim, dictionary=None)
+    # build(hparams, feat_dim) -> model (usually the model class itself); methods that need a
+    # dictionary get it too: build(hparams, feat_dim, dictionary=...)
+    build: Callable[..., "WSVADModel"]
+    # "meanpool" | "resize" | "pad_pool" (see methods/segments.py); the default is RTFM's
+    # process_feat, which most methods inherit
+    segment_policy: str = "meanpool"
+    # feature families accepted ("i3d", "clip", "timesformer"); default: either snippet family
+    families: tuple[str, ...] = ("i3d", "clip")
+    needs_dictionary: bool = False
     load_official_state_dict: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None
     # class-aware methods: training/run.py gives loss() ``abnormal_classes`` (each abnormal
     # video's index into hparams.class_names, from the manifest's ``class`` column)
@@ -128,6 +134,14 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
     def _score_video(self, x: Tensor) -> Tensor:
         """(C, T, D) float32 on the model device -> (T,) scores in [0, 1]. Called in eval/no-grad."""
 
+    def before_step(self) -> None:
+        """Called by the training loop between ``backward()`` and ``optimizer.step()`` (e.g. to
+        clip gradients as an official train.py does there). Default: nothing."""
+
+    def after_step(self) -> None:
+        """Called by the training loop after ``optimizer.step()`` (e.g. to advance a stage
+        counter). Default: nothing."""
+
     @torch.no_grad()
     def score(self, x: Tensor | np.ndarray) -> Tensor:
         """(N, C, T, D) -> (N, T) snippet anomaly scores in [0, 1] (float32, on the model device)."""
@@ -160,6 +174,25 @@ def make_optimizer(model: nn.Module, hparams: TrainHParams) -> torch.optim.Optim
         return torch.optim.SGD(params, lr=hparams.lr, weight_decay=hparams.weight_decay,
                                momentum=getattr(hparams, "momentum", 0.0))
     raise ValueError(f"unknown optimizer {hparams.optimizer!r}; valid: adam, adamw, adagrad, sgd")
+
+
+def rename_official(state: Mapping[str, Any], renames: tuple[tuple[str, str], ...] = (),
+                    drop: tuple[str, ...] = ()) -> dict[str, Tensor]:
+    """An official state dict under wsvad's names, for ``MethodSpec.load_official_state_dict``:
+    a DataParallel ``module.`` prefix dropped, keys starting with a ``drop`` prefix left out, the
+    first ``(old, new)`` of ``renames`` whose ``old`` prefix a key starts with replaced by
+    ``new``; values as tensors."""
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.")
+        if drop and k.startswith(drop):
+            continue
+        for old, new in renames:
+            if k.startswith(old):
+                k = new + k[len(old):]
+                break
+        out[k] = torch.as_tensor(v)
+    return out
 
 
 def load_official(spec: MethodSpec, model: WSVADModel, state_dict: Mapping[str, Any]

@@ -3,10 +3,14 @@
 * :class:`NonLocalBlock1D`, :class:`TemporalAggregate`: RTFM's multi-scale temporal network
   (RTFM model.py ``Aggregate``), also S3R's embedding (S3R detector.py ``Aggregate``, GroupNorm).
 * :func:`topk_magnitude_selection`, :func:`feature_magnitude_loss`: RTFM's top-k feature magnitude
-  selection and margin loss (RTFM model.py / train.py), reused by S3R.
+  selection and margin loss (RTFM model.py / train.py); :func:`topk_magnitude_bce` and
+  :func:`rtfm_loss` put them together into RTFM train.py's cost, which S3R, CLIP-TSA and SSRL
+  reuse unchanged (MGFN reuses the selection + BCE part).
 * :func:`temporal_smoothness`, :func:`score_sparsity`: the smoothness and sparsity terms, with
   the variants the official code actually computes.
 * :func:`mil_ranking_hinge`: Sultani et al.'s ranking hinge between bag maxima.
+* :func:`crop_samples`, :func:`pad_windows`, :func:`score_crops`: how per-crop methods draw their
+  training samples and score a test video (crop by crop, in fixed-length windows).
 """
 
 from __future__ import annotations
@@ -22,9 +26,15 @@ __all__ = [
     "mlp_head",
     "topk_magnitude_selection",
     "feature_magnitude_loss",
+    "rtfm_k",
+    "topk_magnitude_bce",
+    "rtfm_loss",
     "temporal_smoothness",
     "score_sparsity",
     "mil_ranking_hinge",
+    "crop_samples",
+    "pad_windows",
+    "score_crops",
 ]
 
 
@@ -167,6 +177,49 @@ def feature_magnitude_loss(selected_normal: Tensor, selected_abnormal: Tensor,
     return ((l_abn + l_nor) ** 2).mean()
 
 
+def rtfm_k(hparams, n_segments: int) -> int:
+    """RTFM's k: ``hparams.topk``, or ``hparams.n_segments // 10`` when it is 0 (model.py
+    ``k_abn = k_nor = num_segments // 10``), within [1, n_segments]."""
+    k = hparams.topk if hparams.topk > 0 else hparams.n_segments // 10
+    return max(1, min(k, n_segments))
+
+
+def topk_magnitude_bce(features: Tensor, scores: Tensor, k: int, drop_p: float, training: bool
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+    """Top-k magnitude selection on the normal and the abnormal half of a batch and the BCE of the
+    selected snippets' mean scores against labels 0 / 1 (RTFM model.py + train.py).
+
+    features (2B*C, T, F) video-major, scores (2B, T); the first B videos are normal.
+    Returns ``(bce, selected normal, selected abnormal)`` (selections as
+    :func:`topk_magnitude_selection`; the normal half is selected first, so the dropout masks
+    are drawn in the official order)."""
+    B = scores.shape[0] // 2
+    n = features.shape[0] // 2  # B * C rows per class
+    sel_nor, top_nor, _ = topk_magnitude_selection(features[:n], scores[:B], k, drop_p, training)
+    sel_abn, top_abn, _ = topk_magnitude_selection(features[n:], scores[B:], k, drop_p, training)
+    labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(scores)
+    bce = F.binary_cross_entropy(torch.cat([top_nor, top_abn]), labels)
+    return bce, sel_nor, sel_abn
+
+
+def rtfm_loss(features: Tensor, scores: Tensor, hparams, training: bool) -> dict[str, Tensor]:
+    """RTFM train.py's cost on one forward of B normal + B abnormal videos (normal first):
+    BCE on the top-k magnitude snippets' mean scores + ``alpha`` * magnitude margin loss
+    + ``lambda_smooth`` * smoothness + ``lambda_sparse`` * "sparsity" of the abnormal videos'
+    scores flattened over the batch. ``hparams`` needs topk, n_segments, dropout (the selection
+    mask), alpha, margin, lambda_smooth, lambda_sparse. Returns the weighted terms and their sum
+    ``"loss"``."""
+    hp = hparams
+    k = rtfm_k(hp, scores.shape[1])
+    bce, sel_nor, sel_abn = topk_magnitude_bce(features, scores, k, hp.dropout, training)
+    magnitude = hp.alpha * feature_magnitude_loss(sel_nor, sel_abn, hp.margin)
+    abn = scores[scores.shape[0] // 2:]
+    smooth = hp.lambda_smooth * temporal_smoothness(abn, flatten=True)
+    sparse = hp.lambda_sparse * score_sparsity(abn, "l2")
+    return {"loss": bce + magnitude + smooth + sparse, "bce": bce, "magnitude": magnitude,
+            "smoothness": smooth, "sparsity": sparse}
+
+
 def temporal_smoothness(scores: Tensor, flatten: bool = False) -> Tensor:
     """Sum of squared differences of consecutive scores (unweighted).
 
@@ -194,3 +247,38 @@ def score_sparsity(scores: Tensor, kind: str = "l1") -> Tensor:
 def mil_ranking_hinge(max_abnormal: Tensor, max_normal: Tensor, margin: float = 1.0) -> Tensor:
     """Hinge of every (normal i, abnormal j) bag pair: max(0, margin - A_j + N_i), shape (Bn, Ba)."""
     return F.relu(margin - max_abnormal[None, :] + max_normal[:, None])
+
+
+def crop_samples(x: Tensor, mode: str, key: str = "train_crops") -> Tensor:
+    """(B, C, S, D) -> per-crop training samples (N, S, D): one random crop per video
+    (``"random"``, as the official per-crop lists draw rows) or every crop (``"all"``,
+    video-major). ``key`` names the hyper-parameter in the error."""
+    B, C, S, D = x.shape
+    if C == 1:
+        return x[:, 0]
+    if mode == "random":
+        idx = torch.randint(C, (B,), device=x.device)
+        return x[torch.arange(B, device=x.device), idx]
+    if mode == "all":
+        return x.reshape(B * C, S, D)
+    raise ValueError(f"{key} must be 'random' or 'all', got {mode!r}")
+
+
+def pad_windows(seq: Tensor, length: int) -> Tensor:
+    """(T, D) -> (ceil(T / length), length, D): consecutive windows, the last one zero-padded
+    (how VadCLIP's test feeds a long video to a model trained on fixed-length inputs)."""
+    T = seq.shape[0]
+    n_win = -(-T // length)
+    padded = seq.new_zeros(n_win * length, seq.shape[1])
+    padded[:T] = seq
+    return padded.view(n_win, length, -1)
+
+
+def score_crops(x: Tensor, crop: int, score_fn) -> Tensor:
+    """(C, T, D) -> (T,): ``score_fn`` ((T, D) -> (T,)) on crop ``crop`` only, or averaged over
+    every crop when ``crop`` is -1."""
+    if crop >= 0:
+        if crop >= x.shape[0]:
+            raise ValueError(f"test_crop={crop} but the features have {x.shape[0]} crops")
+        return score_fn(x[crop])
+    return torch.stack([score_fn(x[i]) for i in range(x.shape[0])], 0).mean(0)

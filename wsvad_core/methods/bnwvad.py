@@ -27,17 +27,14 @@ options.py, ``loader`` = dataset_loader.py, ``test`` = test.py / infer.py.
   each crop separately, averaged over crops (XD: 5 crops). That product lies in [0, inf); the
   pipeline wants [0, 1], so :meth:`score` reports s / (1 + s), a strictly increasing map: frame
   AUC and AP equal the official ones; :meth:`raw_score` gives the official value.
-* Crops: trained on per-crop samples as the official per-crop lists (see ``urdmu.crop_samples``).
+* Crops: trained on per-crop samples as the official per-crop lists (see ``blocks.crop_samples``).
 
-Gradient clipping: :meth:`BNWVADModel.before_step` clips; a global optimizer step pre-hook
-(registered once at import) calls it before any optimizer step that updates a live BN-WVAD model
-in training mode, so the shared loop clips without knowing about it. Calling ``before_step``
-explicitly as well is harmless (a second clip to the same norm changes nothing).
+Gradient clipping: :meth:`BNWVADModel.before_step` clips the gradient norm to 1.0; the shared
+training loop calls it between ``backward()`` and ``optimizer.step()``, where train.py clips.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -45,11 +42,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from .base import MethodSpec, TrainHParams, WSVADModel
+from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
+from .blocks import crop_samples
 from .registry import register
-from .urdmu import DSATransformer, TemporalEmbedding, crop_samples
+from .urdmu import DSATransformer, TemporalEmbedding
 
 
 @dataclass
@@ -77,7 +74,7 @@ class BNWVADHParams(TrainHParams):
     w_normal: float = 1.0  # lc: LossComputer(w_normal=1., w_mpp=1.)
     w_mpp: float = 1.0
     grad_clip_norm: float = 1.0  # train: clip_grad_norm_(net.parameters(), 1.)
-    train_crops: str = "random"  # random | all (urdmu.crop_samples)
+    train_crops: str = "random"  # random | all (blocks.crop_samples)
 
 
 class NormalHead(nn.Module):
@@ -156,7 +153,6 @@ class BNWVADModel(WSVADModel):
         self.embedding = TemporalEmbedding(feat_dim, W)
         self.selfatt = DSATransformer(W, hp.depth, hp.heads, hp.dim_head, hp.mlp_dim, hp.dropout)
         self.normal_head = NormalHead(W, hp.ratios, hp.kernel_sizes)
-        _LIVE_MODELS.add(self)
 
     def _head(self, x: Tensor) -> tuple[list[Tensor], Tensor, list[Tensor]]:
         """(N, T, D) -> pre-BN features, normal scores (N, T), DFM per BN layer (N, T)."""
@@ -220,32 +216,10 @@ class BNWVADModel(WSVADModel):
         return raw / (1.0 + raw)  # strictly increasing map of [0, inf) onto [0, 1)
 
 
-_LIVE_MODELS: "weakref.WeakSet[BNWVADModel]" = weakref.WeakSet()
-
-
-def _clip_before_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """train.py clips right before ``optimizer.step()``: do it for every BN-WVAD model (in
-    training mode) whose parameters this optimizer updates."""
-    if not _LIVE_MODELS:
-        return
-    ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    for model in list(_LIVE_MODELS):
-        first = next(model.parameters(), None)
-        if model.training and first is not None and id(first) in ids:
-            model.before_step()
-
-
-register_optimizer_step_pre_hook(_clip_before_optimizer_step)
-
-
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """BN-WVAD checkpoint (``WSAD.state_dict()``, e.g. ckpts/xd_best.pkl) to ours: the official
     names are kept (a DataParallel ``module.`` prefix is dropped)."""
-    return {k.removeprefix("module."): torch.as_tensor(v) for k, v in state.items()}
-
-
-def build(hparams: BNWVADHParams, feat_dim: int, dictionary: np.ndarray | None = None) -> BNWVADModel:
-    return BNWVADModel(hparams, feat_dim)
+    return rename_official(state)
 
 
 SPEC = register(MethodSpec(
@@ -254,12 +228,9 @@ SPEC = register(MethodSpec(
           "arXiv 2311.15367 (2023)",
     official_code="https://github.com/cool-xuan/BN-WVAD",
     hparams=BNWVADHParams,
-    segment_policy="meanpool",
-    families=("i3d", "clip"),
-    needs_dictionary=False,
-    build=build,
+    build=BNWVADModel,
     load_official_state_dict=load_official_state_dict,
     notes="Official code and defaults are for XD-Violence (the only released configuration). "
           "Scores are s / (1 + s) of the official DFM x score (same AUC/AP). Gradient clipping "
-          "(1.0) runs before every optimizer step (global step pre-hook -> before_step()).",
+          "(1.0) runs in before_step(), which the training loop calls before optimizer.step().",
 ))

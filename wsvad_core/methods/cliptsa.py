@@ -30,15 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import (TemporalAggregate, feature_magnitude_loss, score_sparsity,
-                     temporal_smoothness, topk_magnitude_selection, xavier_init)
+from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
+from .blocks import TemporalAggregate, rtfm_loss, xavier_init
 from .registry import register
+from .rtfm import rtfm_head
 
 
 @dataclass
@@ -172,32 +171,12 @@ class CLIPTSAModel(WSVADModel):
         seqs = x.reshape(B * C, T, D)
         if self.mlp is not None:
             seqs = self.mlp(seqs)
-        seqs = self._attend(seqs, generator)
-        feats = self.drop_out(self.aggregate(seqs))
-        h = self.drop_out(F.relu(self.fc1(feats)))
-        h = self.drop_out(F.relu(self.fc2(h)))
-        scores = torch.sigmoid(self.fc3(h)).view(B, C, T).mean(1)
-        return feats, scores
+        return rtfm_head(self, self._attend(seqs, generator), B)
 
     def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         normal, abnormal = self._check_pair(normal, abnormal)
-        hp = self.hparams
-        B, C, S, _ = normal.shape
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))  # train: one forward
-        k = max(1, min(hp.topk if hp.topk > 0 else hp.n_segments // 10, S))
-        sel_nor, top_nor, _ = topk_magnitude_selection(feats[:B * C], scores[:B], k, hp.dropout,
-                                                       self.training)
-        sel_abn, top_abn, _ = topk_magnitude_selection(feats[B * C:], scores[B:], k, hp.dropout,
-                                                       self.training)
-        labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(scores)
-        bce = F.binary_cross_entropy(torch.cat([top_nor, top_abn]), labels)
-        magnitude = hp.alpha * feature_magnitude_loss(sel_nor, sel_abn, hp.margin)
-        abn_scores = scores[B:]
-        smooth = hp.lambda_smooth * temporal_smoothness(abn_scores, flatten=True)
-        sparse = hp.lambda_sparse * score_sparsity(abn_scores, "l2")
-        total = bce + magnitude + smooth + sparse
-        return {"loss": total, "bce": bce, "magnitude": magnitude, "smoothness": smooth,
-                "sparsity": sparse}
+        return rtfm_loss(feats, scores, self.hparams, self.training)  # train.py: RTFM's cost
 
     def _score_video(self, x: Tensor) -> Tensor:
         # all crops in one forward as test_10crop.py does (one noise draw for the whole video)
@@ -214,19 +193,8 @@ def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     state = {k.removeprefix("module."): v for k, v in state.items()}
     mlp_in = state.get("mlp.fc1.weight")
     drop_mlp = mlp_in is not None and torch.as_tensor(mlp_in).shape[1] <= 512
-    out = {}
-    for k, v in state.items():
-        if drop_mlp and k.startswith("mlp."):
-            continue
-        if k.startswith("Aggregate."):
-            k = "aggregate." + k[len("Aggregate."):]
-        out[k] = torch.as_tensor(v)
-    return out
-
-
-def build(hparams: CLIPTSAHParams, feat_dim: int, dictionary: np.ndarray | None = None
-          ) -> CLIPTSAModel:
-    return CLIPTSAModel(hparams, feat_dim)
+    return rename_official(state, renames=(("Aggregate.", "aggregate."),),
+                           drop=("mlp.",) if drop_mlp else ())
 
 
 SPEC = register(MethodSpec(
@@ -235,10 +203,8 @@ SPEC = register(MethodSpec(
           "Weakly-Supervised Video Anomaly Detection. ICIP 2023",
     official_code="https://github.com/joos2010kj/CLIP-TSA",
     hparams=CLIPTSAHParams,
-    segment_policy="meanpool",
     families=("clip", "i3d"),
-    needs_dictionary=False,
-    build=build,
+    build=CLIPTSAModel,
     load_official_state_dict=load_official_state_dict,
     notes="Test-time hard-attention noise is seeded per video (official: unseeded global RNG).",
 ))

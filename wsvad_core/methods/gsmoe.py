@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from .base import MethodSpec, TrainHParams, WSVADModel
 from .blocks import TemporalAggregate, mlp_head, xavier_init
 from .registry import register
-from .text import UCF_CRIME_CLASSES, class_names_from_manifest
+from .text import UCF_CRIME_CLASSES, check_class_names, class_names_from_manifest
 from .vadclip import topk_mean
 
 
@@ -118,9 +118,7 @@ class GSMoEModel(WSVADModel):
         super().__init__(hparams, feat_dim)
         hp = hparams
         D = feat_dim
-        if len(hp.class_names) < 2 or hp.class_names[0] != "Normal":
-            raise ValueError(f"GS-MoE: class_names must start with 'Normal' and name at least one "
-                             f"anomaly class, got {hp.class_names!r}")
+        check_class_names("GS-MoE", hp.class_names)
         n_experts = len(hp.class_names) - 1
         self.encoder = TemporalAggregate(D, inner=max(8, D // 4), norm="bn")
         self.drop_out = nn.Dropout(hp.dropout)
@@ -199,11 +197,6 @@ def prepare_overrides(overrides: dict, store_attrs, manifest) -> dict:
     return out
 
 
-def build(hparams: GSMoEHParams, feat_dim: int, dictionary: np.ndarray | None = None
-          ) -> GSMoEModel:
-    return GSMoEModel(hparams, feat_dim)
-
-
 SPEC = register(MethodSpec(
     name="gsmoe",
     paper="D'Amicantonio, Majhi, Kong, Garattoni, Francesca, Bondarev, Bremond. Mixture of Experts "
@@ -211,10 +204,7 @@ SPEC = register(MethodSpec(
           "Detection. ICCV 2025",
     official_code="paper only",
     hparams=GSMoEHParams,
-    segment_policy="meanpool",
-    families=("i3d", "clip"),
-    needs_dictionary=False,
-    build=build,
+    build=GSMoEModel,
     needs_class_labels=True,
     prepare_overrides=prepare_overrides,
     notes="Reconstructed from the abstract and public reviews; sizes and hyper-parameters are "

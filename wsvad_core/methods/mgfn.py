@@ -40,13 +40,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import score_sparsity, temporal_smoothness, topk_magnitude_selection
+from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
+from .blocks import score_sparsity, temporal_smoothness, topk_magnitude_bce
 from .registry import register
 
 
@@ -205,15 +204,10 @@ class MGFNModel(WSVADModel):
     def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         normal, abnormal = self._check_pair(normal, abnormal)
         hp = self.hparams
-        B, C, S, _ = normal.shape
+        B, S = normal.shape[0], normal.shape[2]
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))
-        k = max(1, min(hp.topk, S))
-        sel_nor, top_nor, _ = topk_magnitude_selection(feats[:B * C], scores[:B], k, hp.dropout,
-                                                       self.training)
-        sel_abn, top_abn, _ = topk_magnitude_selection(feats[B * C:], scores[B:], k, hp.dropout,
-                                                       self.training)
-        labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(scores)
-        bce = F.binary_cross_entropy(torch.cat([top_nor, top_abn]), labels)
+        k = max(1, min(hp.topk, S))  # model forward: a fixed k (no n_segments // 10 rule)
+        bce, sel_nor, sel_abn = topk_magnitude_bce(feats, scores, k, hp.dropout, self.training)
         l1_abn = sel_abn.norm(p=1, dim=2)  # (C*B, k) crop-major
         l1_nor = sel_nor.norm(p=1, dim=2)
         n = l1_abn.shape[0]
@@ -255,11 +249,7 @@ def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """MGFN checkpoint (``mgfn.state_dict()``, e.g. mgfn_ucf.pkl) to ours:
     ``stages.i.0.layers.j.{0,1,2}`` -> ``stages.i.blocks.j.{scc,attn,ff}``,
     ``stages.i.1`` -> ``stages.i.transition``, ``to_logits.0`` -> ``norm_out``."""
-    return {_map_name(k.removeprefix("module.")): torch.as_tensor(v) for k, v in state.items()}
-
-
-def build(hparams: MGFNHParams, feat_dim: int, dictionary: np.ndarray | None = None) -> MGFNModel:
-    return MGFNModel(hparams, feat_dim)
+    return {_map_name(k): v for k, v in rename_official(state).items()}
 
 
 SPEC = register(MethodSpec(
@@ -268,10 +258,7 @@ SPEC = register(MethodSpec(
           "for Weakly-Supervised Video Anomaly Detection. AAAI 2023",
     official_code="https://github.com/carolchenyx/MGFN",
     hparams=MGFNHParams,
-    segment_policy="meanpool",
-    families=("i3d", "clip"),
-    needs_dictionary=False,
-    build=build,
+    build=MGFNModel,
     load_official_state_dict=load_official_state_dict,
     notes="max_steps = 1000 official epochs x 50 iterations (UCF-Crime). The magnitude channel "
           "is computed in the model from its input.",

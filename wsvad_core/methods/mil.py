@@ -56,6 +56,10 @@ class MILHParams(TrainHParams):
 
 
 class MILModel(WSVADModel):
+    # each snippet is scored by the MLP alone: evaluation may concatenate many test videos
+    # along time and score them in one forward (evaluation/evaluate.py)
+    snippet_independent = True
+
     def __init__(self, hparams: MILHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams
@@ -118,19 +122,12 @@ def load_official_state_dict(state: Mapping[Any, Any]) -> dict[str, Tensor]:
     return {str(k).removeprefix("module."): torch.as_tensor(v) for k, v in state.items()}
 
 
-def build(hparams: MILHParams, feat_dim: int, dictionary: np.ndarray | None = None) -> MILModel:
-    return MILModel(hparams, feat_dim)
-
-
 SPEC = register(MethodSpec(
     name="mil",
     paper="Sultani, Chen, Shah. Real-world Anomaly Detection in Surveillance Videos. CVPR 2018",
     official_code="https://github.com/WaqasSultani/AnomalyDetectionCVPR2018",
     hparams=MILHParams,
-    segment_policy="meanpool",
-    families=("i3d", "clip"),
-    needs_dictionary=False,
-    build=build,
+    build=MILModel,
     load_official_state_dict=load_official_state_dict,
     notes="Official segments: round(linspace(1, n, 33)) (MATLAB) then L2-normalised; here "
           "RTFM's floor(linspace(0, T, 33)) mean-pool, L2 normalisation inside the model.",

@@ -103,5 +103,8 @@ def create_method(name: str, feat_dim: int, dictionary: np.ndarray | None = None
         raise ValueError(f"method {name!r} needs a dictionary (see wsvad_core/dictionary.py)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(hp.seed)
-        model = spec.build(hp, int(feat_dim), dictionary=dictionary)
+        if spec.needs_dictionary:
+            model = spec.build(hp, int(feat_dim), dictionary=dictionary)
+        else:
+            model = spec.build(hp, int(feat_dim))
     return model, hp

@@ -27,14 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import (TemporalAggregate, feature_magnitude_loss, score_sparsity,
-                     temporal_smoothness, topk_magnitude_selection, xavier_init)
+from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
+from .blocks import TemporalAggregate, rtfm_loss, xavier_init
 from .registry import register
 
 
@@ -59,9 +57,16 @@ class RTFMHParams(TrainHParams):
     lambda_sparse: float = 8e-3  # train.py sparsity(abn_scores, batch_size, 8e-3)
 
 
-def _k(hp: TrainHParams, n_segments: int) -> int:
-    k = hp.topk if hp.topk > 0 else hp.n_segments // 10
-    return max(1, min(k, n_segments))
+def rtfm_head(model: nn.Module, seqs: Tensor, n_videos: int) -> tuple[Tensor, Tensor]:
+    """model.py after its input: Aggregate + dropout give the features; fc1 -> ReLU -> dropout
+    -> fc2 -> ReLU -> dropout -> fc3 -> sigmoid the snippet scores, averaged over the crops.
+    ``model`` holds RTFM's ``aggregate``, ``fc1``..``fc3``, ``drop_out`` (CLIP-TSA keeps them);
+    seqs (n_videos * C, T, W) video-major -> features (n_videos * C, T, W), scores (n_videos, T)."""
+    feats = model.drop_out(model.aggregate(seqs))
+    h = model.drop_out(F.relu(model.fc1(feats)))
+    h = model.drop_out(F.relu(model.fc2(h)))
+    scores = torch.sigmoid(model.fc3(h)).view(n_videos, -1, seqs.shape[1]).mean(1)
+    return feats, scores
 
 
 class RTFMModel(WSVADModel):
@@ -79,31 +84,12 @@ class RTFMModel(WSVADModel):
         """(B, C, T, D) -> features (B*C, T, D) after Aggregate + dropout, crop-averaged scores
         (B, T)."""
         B, C, T, D = x.shape
-        feats = self.drop_out(self.aggregate(x.reshape(B * C, T, D)))
-        h = self.drop_out(F.relu(self.fc1(feats)))
-        h = self.drop_out(F.relu(self.fc2(h)))
-        scores = torch.sigmoid(self.fc3(h)).view(B, C, T).mean(1)
-        return feats, scores
+        return rtfm_head(self, x.reshape(B * C, T, D), B)
 
     def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         normal, abnormal = self._check_pair(normal, abnormal)
-        hp = self.hparams
-        B, C, S, _ = normal.shape
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))
-        k = _k(hp, S)
-        sel_nor, top_nor, _ = topk_magnitude_selection(feats[:B * C], scores[:B], k, hp.dropout,
-                                                       self.training)
-        sel_abn, top_abn, _ = topk_magnitude_selection(feats[B * C:], scores[B:], k, hp.dropout,
-                                                       self.training)
-        labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(scores)
-        bce = F.binary_cross_entropy(torch.cat([top_nor, top_abn]), labels)
-        magnitude = hp.alpha * feature_magnitude_loss(sel_nor, sel_abn, hp.margin)
-        abn_scores = scores[B:]
-        smooth = hp.lambda_smooth * temporal_smoothness(abn_scores, flatten=True)
-        sparse = hp.lambda_sparse * score_sparsity(abn_scores, "l2")
-        total = bce + magnitude + smooth + sparse
-        return {"loss": total, "bce": bce, "magnitude": magnitude, "smoothness": smooth,
-                "sparsity": sparse}
+        return rtfm_loss(feats, scores, self.hparams, self.training)
 
     def _score_video(self, x: Tensor) -> Tensor:
         # crops are independent in eval mode (BatchNorm uses running statistics): one at a time
@@ -115,17 +101,7 @@ class RTFMModel(WSVADModel):
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """RTFM checkpoint (``Model.state_dict()``) to ours: only ``Aggregate.`` -> ``aggregate.``
     (and a DataParallel ``module.`` prefix dropped); all other names are the official ones."""
-    out = {}
-    for k, v in state.items():
-        k = k.removeprefix("module.")
-        if k.startswith("Aggregate."):
-            k = "aggregate." + k[len("Aggregate."):]
-        out[k] = torch.as_tensor(v)
-    return out
-
-
-def build(hparams: RTFMHParams, feat_dim: int, dictionary: np.ndarray | None = None) -> RTFMModel:
-    return RTFMModel(hparams, feat_dim)
+    return rename_official(state, renames=(("Aggregate.", "aggregate."),))
 
 
 SPEC = register(MethodSpec(
@@ -134,9 +110,6 @@ SPEC = register(MethodSpec(
           "with Robust Temporal Feature Magnitude Learning. ICCV 2021",
     official_code="https://github.com/tianyu0207/RTFM",
     hparams=RTFMHParams,
-    segment_policy="meanpool",
-    families=("i3d", "clip"),
-    needs_dictionary=False,
-    build=build,
+    build=RTFMModel,
     load_official_state_dict=load_official_state_dict,
 ))

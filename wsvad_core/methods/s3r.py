@@ -45,9 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import (TemporalAggregate, feature_magnitude_loss, mlp_head, score_sparsity,
-                     temporal_smoothness, topk_magnitude_selection, xavier_init)
+from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
+from .blocks import TemporalAggregate, mlp_head, rtfm_loss, xavier_init
 from .registry import register
 
 
@@ -164,26 +163,12 @@ class S3RModel(WSVADModel):
     def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         normal, abnormal = self._check_pair(normal, abnormal)
         hp = self.hparams
-        B, C, S, _ = normal.shape
         out = self.forward(torch.cat([normal, abnormal], 0))
-        feats, scores = out["features"], out["video_scores"]
-        k = max(1, min(hp.topk if hp.topk > 0 else hp.n_segments // 10, S))
-        sel_nor, top_nor, _ = topk_magnitude_selection(feats[:B * C], scores[:B], k, hp.dropout,
-                                                       self.training)
-        sel_abn, top_abn, _ = topk_magnitude_selection(feats[B * C:], scores[B:], k, hp.dropout,
-                                                       self.training)
-        labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(scores)
-        bce = F.binary_cross_entropy(torch.cat([top_nor, top_abn]), labels)
-        magnitude = hp.alpha * feature_magnitude_loss(sel_nor, sel_abn, hp.margin)
-        abn_scores = scores[B:]
-        smooth = hp.lambda_smooth * temporal_smoothness(abn_scores, flatten=True)
-        sparse = hp.lambda_sparse * score_sparsity(abn_scores, "l2")
+        terms = rtfm_loss(out["features"], out["video_scores"], hp, self.training)
         macro_scores = out["macro_scores"]
         macro = hp.lambda_macro * F.binary_cross_entropy(macro_scores,
                                                          torch.zeros_like(macro_scores))
-        total = bce + magnitude + smooth + sparse + macro
-        return {"loss": total, "bce": bce, "magnitude": magnitude, "smoothness": smooth,
-                "sparsity": sparse, "macro": macro}
+        return {**terms, "loss": terms["loss"] + macro, "macro": macro}
 
     def _score_video(self, x: Tensor) -> Tensor:
         # every crop is independent in eval mode (per-snippet attention, per-sequence gate and
@@ -207,27 +192,17 @@ _NONLOCAL = {"value": "g", "query": "theta", "key": "phi", "alter": "W"}
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """S3R checkpoint (``S3R.state_dict()``) to ours. The dictionary buffer is not in it (it comes
     from the dictionary .npy): load with :func:`wsvad_core.methods.base.load_official`."""
+    # the projections are built but never used by the official forward
+    renamed = rename_official(state, _RENAMES, drop=("video_projection.", "macro_projection."))
     out = {}
-    for k, v in state.items():
-        k = k.removeprefix("module.")
-        if k.startswith(("video_projection.", "macro_projection.")):
-            continue  # built but never used by the official forward
-        for old, new in _RENAMES:
-            if k.startswith(old):
-                k = new + k[len(old):]
+    for k, v in renamed.items():
         parts = k.split(".")
         if "non_local" in parts:
             i = parts.index("non_local") + 1
             parts[i] = _NONLOCAL.get(parts[i], parts[i])
             k = ".".join(parts)
-        out[k] = torch.as_tensor(v)
+        out[k] = v
     return out
-
-
-def build(hparams: S3RHParams, feat_dim: int, dictionary: np.ndarray | None = None) -> S3RModel:
-    if dictionary is None:
-        raise ValueError("S3R needs its task-specific dictionary (wsvad_core.dictionary)")
-    return S3RModel(hparams, feat_dim, dictionary)
 
 
 SPEC = register(MethodSpec(
@@ -237,8 +212,7 @@ SPEC = register(MethodSpec(
     official_code="https://github.com/louisYen/S3R",
     hparams=S3RHParams,
     segment_policy="resize",
-    families=("i3d", "clip"),
     needs_dictionary=True,
-    build=build,
+    build=S3RModel,
     load_official_state_dict=load_official_state_dict,
 ))

@@ -50,19 +50,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsvad_core.features.patches import parse_grid
 
-from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import (TemporalAggregate, feature_magnitude_loss, mlp_head, score_sparsity,
-                     temporal_smoothness, topk_magnitude_selection, xavier_init)
+from .base import MethodSpec, TrainHParams, rename_official
+from .blocks import TemporalAggregate, mlp_head, rtfm_loss, xavier_init
 from .registry import register
+from .staged import StagedModel, stage_ends
 
-__all__ = ["SSRLHParams", "SSRLModel", "load_official_state_dict", "stage_ends"]
+__all__ = ["SSRLHParams", "SSRLModel", "load_official_state_dict"]
 
 
 @dataclass
@@ -94,22 +93,6 @@ class SSRLHParams(TrainHParams):
         return tuple(parse_grid(g) for g in self.multi_patch_size)
 
 
-def stage_ends(stage_steps, max_steps: int, n_stages: int, method: str) -> list[int]:
-    """Cumulative step at which each stage ends. ``stage_steps`` empty: ``max_steps`` split
-    equally (the remainder to the last stage); else one count per stage summing to max_steps."""
-    steps = [int(s) for s in stage_steps]
-    if not steps:
-        base = max_steps // n_stages
-        steps = [base] * (n_stages - 1) + [max_steps - base * (n_stages - 1)]
-    if len(steps) != n_stages or min(steps) < 0:
-        raise ValueError(f"{method}: stage_steps {list(stage_steps)} needs {n_stages} non-negative "
-                         "step counts (one per stage), or [] to split max_steps equally")
-    if sum(steps) != max_steps:
-        raise ValueError(f"{method}: max_steps {max_steps} must equal sum(stage_steps) = "
-                         f"{sum(steps)} (stage_steps {list(stage_steps)}); or set stage_steps: []")
-    return np.cumsum(steps).tolist()
-
-
 def _grid_code(grid: tuple[int, int]) -> int:
     return grid[0] * 10 + grid[1]
 
@@ -127,7 +110,7 @@ def _patch_layers(dim: int, grid: tuple[int, int]) -> tuple[nn.Module, nn.Module
             nn.Linear(dim // 2 * out_cells, dim))
 
 
-class SSRLModel(WSVADModel):
+class SSRLModel(StagedModel):
     _not_in_official_checkpoint = ("step",)
 
     def __init__(self, hparams: SSRLHParams, feat_dim: int):
@@ -166,19 +149,9 @@ class SSRLModel(WSVADModel):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))  # for the stage schedule
-        self._apply_stage()
+        self._start_stages()
 
-    # -- stages ----------------------------------------------------------------------------------
-    @property
-    def stage(self) -> int:
-        """1 = clip stage; k >= 2 trains the patch branch of grid k - 2 (all grids when done)."""
-        s = int(self.step)
-        for i, end in enumerate(self.stage_ends):
-            if s < end:
-                return i + 1
-        return len(self.stage_ends)
-
+    # -- stages: 1 = clip stage; k >= 2 trains the patch branch of grid k - 2 (all grids when done)
     def _branch_modules(self, i: int) -> list[nn.Module]:
         return [self.aggregate_patch[i], self.patch_to_clip[i], self.linear_out[i]]
 
@@ -190,12 +163,6 @@ class SSRLModel(WSVADModel):
             for m in self._branch_modules(k - 2):
                 m.requires_grad_(True)
 
-    def after_step(self) -> None:
-        before = self.stage
-        self.step += 1
-        if self.stage != before:
-            self._apply_stage()
-
     def train(self, mode: bool = True):
         super().train(mode)
         k = self.stage
@@ -205,11 +172,6 @@ class SSRLModel(WSVADModel):
                 self.aggregate_patch[i].eval()
                 self.patch_to_clip[i].eval()
         return self
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._apply_stage()
-        return out
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, x: Tensor, n_branches: int | None = None) -> tuple[Tensor, Tensor]:
@@ -238,24 +200,9 @@ class SSRLModel(WSVADModel):
         return feats, scores
 
     def _process_loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        """One DDP process's train.py cost on its own forward."""
-        hp = self.hparams
-        B, S = normal.shape[0], normal.shape[2]
+        """One DDP process's train.py cost (RTFM's) on its own forward."""
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))
-        c0 = feats.shape[0] // (2 * B)
-        k = max(1, min(hp.topk if hp.topk > 0 else hp.n_segments // 10, S))
-        sel_nor, top_nor, _ = topk_magnitude_selection(feats[:B * c0], scores[:B], k, hp.dropout,
-                                                       self.training)
-        sel_abn, top_abn, _ = topk_magnitude_selection(feats[B * c0:], scores[B:], k, hp.dropout,
-                                                       self.training)
-        labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(scores)
-        bce = F.binary_cross_entropy(torch.cat([top_nor, top_abn]), labels)
-        magnitude = hp.alpha * feature_magnitude_loss(sel_nor, sel_abn, hp.margin)
-        abn = scores[B:]
-        smooth = hp.lambda_smooth * temporal_smoothness(abn, flatten=True)
-        sparse = hp.lambda_sparse * score_sparsity(abn, "l2")
-        return {"loss": bce + magnitude + smooth + sparse, "bce": bce, "magnitude": magnitude,
-                "smoothness": smooth, "sparsity": sparse}
+        return rtfm_loss(feats, scores, self.hparams, self.training)
 
     def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         normal, abnormal = self._check_pair(normal, abnormal)
@@ -280,23 +227,10 @@ def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     ``classifier.0/3/6``; ``patch_to_clip`` and ``linear_out`` keep their names. The stage
     counter is not in it: load with ``base.load_official`` (the model then sits in the stage
     its ``step`` buffer says; set ``model.step`` to ``max_steps`` to score with every branch)."""
-    fc = {"fc1": "0", "fc2": "3", "fc3": "6"}
-    out = {}
-    for k, v in state.items():
-        k = k.removeprefix("module.")
-        if k.startswith("Aggregate_clip."):
-            k = "aggregate_clip." + k[len("Aggregate_clip."):]
-        elif k.startswith("Aggregate_patch."):
-            k = "aggregate_patch." + k[len("Aggregate_patch."):]
-        elif k.startswith("classfier."):
-            layer, rest = k[len("classfier."):].split(".", 1)
-            k = f"classifier.{fc.get(layer, layer)}.{rest}"
-        out[k] = torch.as_tensor(v)
-    return out
-
-
-def build(hparams: SSRLHParams, feat_dim: int, dictionary: np.ndarray | None = None) -> SSRLModel:
-    return SSRLModel(hparams, feat_dim)
+    return rename_official(state, renames=(
+        ("Aggregate_clip.", "aggregate_clip."), ("Aggregate_patch.", "aggregate_patch."),
+        ("classfier.fc1.", "classifier.0."), ("classfier.fc2.", "classifier.3."),
+        ("classfier.fc3.", "classifier.6."), ("classfier.", "classifier.")))
 
 
 SPEC = register(MethodSpec(
@@ -305,10 +239,8 @@ SPEC = register(MethodSpec(
           "Detection. ECCV 2022",
     official_code="https://github.com/nutuniv/SSRL",
     hparams=SSRLHParams,
-    segment_policy="meanpool",
     families=("i3d",),
-    needs_dictionary=False,
-    build=build,
+    build=SSRLModel,
     load_official_state_dict=load_official_state_dict,
     notes="Reads the patch feature sets of its grids beside the snippet features; the four "
           "stages run in one training run (stage_steps); multi_patch_size: [] is stage 1 alone.",

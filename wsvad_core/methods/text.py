@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["ClipTextEncoder", "tokenize", "class_names_from_manifest", "prepare_text_overrides",
-           "read_text_weights", "NORMAL", "UCF_CRIME_CLASSES"]
+           "read_text_weights", "check_class_names", "TEXT_PROMPT_SPEC", "NORMAL",
+           "UCF_CRIME_CLASSES"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ def tokenize(texts: list[str] | tuple[str, ...], context_length: int = 77) -> Te
     import open_clip
 
     return open_clip.tokenize(list(texts), context_length=context_length)
+
+
+def check_class_names(method: str, names) -> None:
+    """Class-aware methods index ``class_names`` as the official label maps: ``Normal`` first,
+    then at least one anomaly class."""
+    if len(names) < 2 or names[0] != NORMAL:
+        raise ValueError(f"{method}: class_names must start with {NORMAL!r} and name at least one "
+                         f"anomaly class, got {names!r}")
 
 
 def class_names_from_manifest(manifest) -> tuple[str, ...]:
@@ -62,6 +71,12 @@ def prepare_text_overrides(overrides: dict, store_attrs: Mapping, manifest) -> d
         weights = (store_attrs.get("provenance") or {}).get("weights")
         out["text_weights"] = "" if weights in (None, "random-init") else str(weights)
     return out
+
+
+# The MethodSpec fields every text-prompt method shares: CLIP features, VadCLIP's 256-snippet
+# pad / mean-pool, the abnormal videos' classes, class names and CLIP weights from the data
+TEXT_PROMPT_SPEC = dict(segment_policy="pad_pool", families=("clip",), needs_class_labels=True,
+                        prepare_overrides=prepare_text_overrides)
 
 
 def read_text_weights(path: str) -> dict[str, Tensor] | None:

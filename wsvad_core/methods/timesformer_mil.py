@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -80,21 +79,14 @@ class TimesformerMILModel(MILModel):
         return {"loss": sum(terms.values()), **terms}
 
 
-def build(hparams: TimesformerMILHParams, feat_dim: int,
-          dictionary: np.ndarray | None = None) -> TimesformerMILModel:
-    return TimesformerMILModel(hparams, feat_dim)
-
-
 SPEC = register(MethodSpec(
     name="timesformer_mil",
     paper="TimeSformer features + MIL ranking with focal and smoothness terms (paper-level "
           "description; no official code)",
     official_code="paper only",
     hparams=TimesformerMILHParams,
-    segment_policy="meanpool",
     families=("timesformer",),
-    needs_dictionary=False,
-    build=build,
+    build=TimesformerMILModel,
     load_official_state_dict=_mil_loader,  # the head's layers are mil's (fc1/fc2/fc3)
     notes="Open details (focal gamma/alpha, head, optimiser) from the MIL baseline and Lin et "
           "al.; see the module docstring.",

@@ -40,15 +40,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import mlp_head
+from .blocks import crop_samples, mlp_head, pad_windows, score_crops
 from .registry import register
-from .text import UCF_CRIME_CLASSES, ClipTextEncoder, prepare_text_overrides, tokenize
+from .text import (UCF_CRIME_CLASSES, ClipTextEncoder, TEXT_PROMPT_SPEC, check_class_names,
+                   tokenize)
 from .vadclip import lengths_from_padding
 
 
@@ -139,9 +139,7 @@ class TPWNGModel(WSVADModel):
         super().__init__(hparams, feat_dim)
         hp = hparams
         D = feat_dim
-        if len(hp.class_names) < 2 or hp.class_names[0] != "Normal":
-            raise ValueError(f"TPWNG: class_names must start with 'Normal' and name at least one "
-                             f"anomaly class, got {hp.class_names!r}")
+        check_class_names("TPWNG", hp.class_names)
         self.text = ClipTextEncoder(hp.text_model, hp.text_weights, embed_dim=D,
                                     width=hp.text_width, heads=hp.text_heads,
                                     layers=hp.text_layers, train_projection=True)
@@ -170,14 +168,6 @@ class TPWNGModel(WSVADModel):
             x = block(x)
         return self.classifier(self.ln(x)).squeeze(-1)
 
-    def _pick_crops(self, x: Tensor) -> Tensor:
-        B, C = x.shape[:2]
-        if self.hparams.train_crop == "all" or C == 1:
-            return x.reshape(B * C, *x.shape[2:])
-        if self.hparams.train_crop != "random":
-            raise ValueError(f"train_crop must be 'random' or 'all', got {self.hparams.train_crop!r}")
-        return x[torch.arange(B, device=x.device), torch.randint(C, (B,), device=x.device)]
-
     # -- interface -----------------------------------------------------------------------------
     def loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
              ) -> dict[str, Tensor]:
@@ -185,7 +175,8 @@ class TPWNGModel(WSVADModel):
         hp = self.hparams
         K = len(hp.class_names)
         C = normal.shape[1]
-        xn, xa = self._pick_crops(normal), self._pick_crops(abnormal)
+        xn = crop_samples(normal, hp.train_crop, key="train_crop")
+        xa = crop_samples(abnormal, hp.train_crop, key="train_crop")
         N = xn.shape[0]
         S = xn.shape[1]
         ln, la = lengths_from_padding(xn), lengths_from_padding(xa)
@@ -249,25 +240,11 @@ class TPWNGModel(WSVADModel):
                 "dil": dil, "smooth": l_sp, "sparse": l_sm}
 
     def _score_windows(self, seq: Tensor) -> Tensor:
-        L = self.hparams.n_segments
-        T = seq.shape[0]
-        n_win = -(-T // L)
-        padded = seq.new_zeros(n_win * L, seq.shape[1])
-        padded[:T] = seq
-        return self.frame_scores(padded.view(n_win, L, -1)).reshape(-1)[:T]
+        windows = pad_windows(seq, self.hparams.n_segments)
+        return self.frame_scores(windows).reshape(-1)[:seq.shape[0]]
 
     def _score_video(self, x: Tensor) -> Tensor:
-        c = self.hparams.test_crop
-        if c >= 0:
-            if c >= x.shape[0]:
-                raise ValueError(f"test_crop={c} but the features have {x.shape[0]} crops")
-            return self._score_windows(x[c])
-        return torch.stack([self._score_windows(x[i]) for i in range(x.shape[0])], 0).mean(0)
-
-
-def build(hparams: TPWNGHParams, feat_dim: int, dictionary: np.ndarray | None = None
-          ) -> TPWNGModel:
-    return TPWNGModel(hparams, feat_dim)
+        return score_crops(x, self.hparams.test_crop, self._score_windows)
 
 
 SPEC = register(MethodSpec(
@@ -276,11 +253,7 @@ SPEC = register(MethodSpec(
           "Detection. CVPR 2024",
     official_code="paper only",
     hparams=TPWNGHParams,
-    segment_policy="pad_pool",
-    families=("clip",),
-    needs_dictionary=False,
-    build=build,
-    needs_class_labels=True,
-    prepare_overrides=prepare_text_overrides,
+    build=TPWNGModel,
     notes="Paper-only reimplementation; equation readings are listed in wsvad_core/methods/tpwng.py.",
+    **TEXT_PROMPT_SPEC,
 ))

@@ -44,16 +44,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MethodSpec, TrainHParams, WSVADModel
+from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
+from .blocks import crop_samples
 from .registry import register
 
 __all__ = ["URDMUHParams", "URDMUModel", "DSATransformer", "dsa_mix", "TemporalEmbedding",
-           "crop_samples", "load_official_state_dict"]
+           "load_official_state_dict"]
 
 # e as the official code computes it: torch.exp(torch.tensor(1.)) in float32
 _E32 = float(torch.exp(torch.tensor(1.0)))
@@ -88,20 +88,6 @@ class URDMUHParams(TrainHParams):
     lambda_kl: float = 1e-3  # 0.001 * kl_loss
     lambda_distance: float = 1e-4  # 0.0001 * distance
     train_crops: str = "random"  # random | all (see module docstring)
-
-
-def crop_samples(x: Tensor, mode: str) -> Tensor:
-    """(B, C, S, D) -> per-crop training samples (N, S, D): one random crop per video
-    (``"random"``) or every crop (``"all"``, video-major)."""
-    B, C, S, D = x.shape
-    if C == 1:
-        return x[:, 0]
-    if mode == "random":
-        idx = torch.randint(C, (B,), device=x.device)
-        return x[torch.arange(B, device=x.device), idx]
-    if mode == "all":
-        return x.reshape(B * C, S, D)
-    raise ValueError(f"train_crops must be 'random' or 'all', got {mode!r}")
 
 
 def dsa_mix(t: Tensor, dense_max: int = 2048) -> Tensor:
@@ -329,19 +315,7 @@ def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """UR-DMU checkpoint (``WSAD.state_dict()``, e.g. models/ucf_trans_2022.pkl) to ours: the
     memories and the single-layer Sequentials are renamed; the transformer, embedding and
     classifier layers keep their official names."""
-    out = {}
-    for k, v in state.items():
-        k = k.removeprefix("module.")
-        for old, new in _RENAMES:
-            if k.startswith(old):
-                k = new + k[len(old):]
-                break
-        out[k] = torch.as_tensor(v)
-    return out
-
-
-def build(hparams: URDMUHParams, feat_dim: int, dictionary: np.ndarray | None = None) -> URDMUModel:
-    return URDMUModel(hparams, feat_dim)
+    return rename_official(state, _RENAMES)
 
 
 SPEC = register(MethodSpec(
@@ -350,10 +324,7 @@ SPEC = register(MethodSpec(
           "Video Anomaly Detection. AAAI 2023",
     official_code="https://github.com/henrryzh1/UR-DMU",
     hparams=URDMUHParams,
-    segment_policy="meanpool",
-    families=("i3d", "clip"),
-    needs_dictionary=False,
-    build=build,
+    build=URDMUModel,
     load_official_state_dict=load_official_state_dict,
     notes="Trained on per-crop samples (one random crop per video per step) as the official "
           "per-crop lists; test averages per-crop scores. 200-segment mean-pool for training.",

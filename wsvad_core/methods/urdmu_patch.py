@@ -34,17 +34,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsvad_core.features.patches import parse_grid
 
-from .base import MethodSpec, WSVADModel
+from .base import MethodSpec
+from .blocks import crop_samples
 from .registry import register
-from .ssrl import stage_ends
-from .urdmu import (TemporalEmbedding, URDMUHParams, URDMUModel, crop_samples,
+from .staged import StagedModel, stage_ends
+from .urdmu import (TemporalEmbedding, URDMUHParams, URDMUModel,
                     load_official_state_dict as _urdmu_loader)
 
 __all__ = ["URDMUPatchHParams", "URDMUPatchModel", "TubeletCrossAttention"]
@@ -93,7 +93,7 @@ class TubeletCrossAttention(nn.Module):
         return tokens + self.to_out(out)
 
 
-class URDMUPatchModel(WSVADModel):
+class URDMUPatchModel(StagedModel):
     @property
     def _not_in_official_checkpoint(self) -> tuple[str, ...]:
         # an official UR-DMU checkpoint holds stage 1 only
@@ -115,14 +115,9 @@ class URDMUPatchModel(WSVADModel):
         self.cross = TubeletCrossAttention(W, hp.patch_heads, hp.patch_dropout)
         self.patch_head = nn.Sequential(nn.Linear(W, hp.cls_hidden), nn.ReLU(),
                                         nn.Linear(hp.cls_hidden, 1), nn.Sigmoid())
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        self._apply_stage()
+        self._start_stages()
 
     # -- stages ----------------------------------------------------------------------------------
-    @property
-    def stage(self) -> int:
-        return 1 if int(self.step) < self.stage_ends[0] else 2
-
     def _apply_stage(self) -> None:
         # the optimiser is built at step 0 from the parameters that require grad, so the patch
         # stage requires grad throughout (unused in stage 1: no gradient, Adam skips it)
@@ -130,22 +125,11 @@ class URDMUPatchModel(WSVADModel):
         if self.stage == 2:
             self.stage1.requires_grad_(False)
 
-    def after_step(self) -> None:
-        before = self.stage
-        self.step += 1
-        if self.stage != before:
-            self._apply_stage()
-
     def train(self, mode: bool = True):
         super().train(mode)
         if mode and self.stage == 2:
             self.stage1.eval()  # frozen: deterministic embeddings and pseudo-labels
         return self
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._apply_stage()
-        return out
 
     # -- forward ---------------------------------------------------------------------------------
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -212,11 +196,6 @@ def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     return {"stage1." + k: v for k, v in _urdmu_loader(state).items()}
 
 
-def build(hparams: URDMUPatchHParams, feat_dim: int,
-          dictionary: np.ndarray | None = None) -> URDMUPatchModel:
-    return URDMUPatchModel(hparams, feat_dim)
-
-
 SPEC = register(MethodSpec(
     name="urdmu_patch",
     paper="Two-stage UR-DMU + spatial tubelet stage (SST-WSVADL / STPrivacy-style); stage 1: Zhou, "
@@ -224,10 +203,8 @@ SPEC = register(MethodSpec(
           "Anomaly Detection. AAAI 2023",
     official_code="paper only (stage 1: https://github.com/henrryzh1/UR-DMU)",
     hparams=URDMUPatchHParams,
-    segment_policy="meanpool",
     families=("i3d",),
-    needs_dictionary=False,
-    build=build,
+    build=URDMUPatchModel,
     load_official_state_dict=load_official_state_dict,
     notes="Reads the patch feature set of patch_grid beside the snippet features; stage 1 then "
           "stage 2 in one run (stage_steps).",

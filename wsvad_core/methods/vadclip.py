@@ -41,14 +41,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import MethodSpec, TrainHParams, WSVADModel
+from .blocks import crop_samples, pad_windows, score_crops
 from .registry import register
-from .text import UCF_CRIME_CLASSES, ClipTextEncoder, prepare_text_overrides, tokenize
+from .text import (UCF_CRIME_CLASSES, ClipTextEncoder, TEXT_PROMPT_SPEC, check_class_names,
+                   tokenize)
 
 
 @dataclass
@@ -189,9 +190,7 @@ class VadCLIPModel(WSVADModel):
         super().__init__(hparams, feat_dim)
         hp = hparams
         D, L = feat_dim, hp.n_segments
-        if len(hp.class_names) < 2 or hp.class_names[0] != "Normal":
-            raise ValueError(f"VadCLIP: class_names must start with 'Normal' and name at least one "
-                             f"anomaly class, got {hp.class_names!r}")
+        check_class_names("VadCLIP", hp.class_names)
         self.temporal = nn.Module()
         self.temporal.resblocks = nn.ModuleList(ResidualBlock(D, hp.visual_heads)
                                                 for _ in range(hp.visual_layers))
@@ -280,22 +279,14 @@ class VadCLIPModel(WSVADModel):
         return text, logits1, logits2
 
     # -- interface -----------------------------------------------------------------------------
-    def _pick_crops(self, x: Tensor) -> Tensor:
-        """(B, C, S, D) -> (B', S, D) training samples, one row per crop as the official lists."""
-        B, C = x.shape[:2]
-        if self.hparams.train_crop == "all" or C == 1:
-            return x.reshape(B * C, *x.shape[2:])
-        if self.hparams.train_crop != "random":
-            raise ValueError(f"train_crop must be 'random' or 'all', got {self.hparams.train_crop!r}")
-        pick = torch.randint(C, (B,), device=x.device)
-        return x[torch.arange(B, device=x.device), pick]
-
     def loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
              ) -> dict[str, Tensor]:
         normal, abnormal = self._check_pair(normal, abnormal)
         hp = self.hparams
         C = normal.shape[1]
-        n_rows, a_rows = self._pick_crops(normal), self._pick_crops(abnormal)
+        # training samples, one row per crop as the official lists
+        n_rows = crop_samples(normal, hp.train_crop, key="train_crop")
+        a_rows = crop_samples(abnormal, hp.train_crop, key="train_crop")
         K = len(hp.class_names)
         rows_per_video = a_rows.shape[0] // abnormal.shape[0]
         labels = torch.zeros(n_rows.shape[0] + a_rows.shape[0], K, device=normal.device)
@@ -327,20 +318,13 @@ class VadCLIPModel(WSVADModel):
         """(T, D) -> (T,) sigmoid coarse scores over consecutive windows of n_segments (test)."""
         L = self.hparams.n_segments
         T = seq.shape[0]
-        n_win = -(-T // L)
-        padded = seq.new_zeros(n_win * L, seq.shape[1])
-        padded[:T] = seq
-        lengths = torch.clamp(T - torch.arange(n_win, device=seq.device) * L, max=L)
-        logits = self.coarse_logits(self.encode_video(padded.view(n_win, L, -1), lengths))
+        windows = pad_windows(seq, L)
+        lengths = torch.clamp(T - torch.arange(windows.shape[0], device=seq.device) * L, max=L)
+        logits = self.coarse_logits(self.encode_video(windows, lengths))
         return torch.sigmoid(logits.reshape(-1)[:T])
 
     def _score_video(self, x: Tensor) -> Tensor:
-        c = self.hparams.test_crop
-        if c >= 0:
-            if c >= x.shape[0]:
-                raise ValueError(f"test_crop={c} but the features have {x.shape[0]} crops")
-            return self._score_windows(x[c])
-        return torch.stack([self._score_windows(x[i]) for i in range(x.shape[0])], 0).mean(0)
+        return score_crops(x, self.hparams.test_crop, self._score_windows)
 
 
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -364,22 +348,13 @@ def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     return out
 
 
-def build(hparams: VadCLIPHParams, feat_dim: int, dictionary: np.ndarray | None = None
-          ) -> VadCLIPModel:
-    return VadCLIPModel(hparams, feat_dim)
-
-
 SPEC = register(MethodSpec(
     name="vadclip",
     paper="Wu, Zhou, Pang, Zhou, Yan, Wang, Zhang. VadCLIP: Adapting Vision-Language Models for "
           "Weakly Supervised Video Anomaly Detection. AAAI 2024",
     official_code="https://github.com/nwpu-zxr/VadCLIP",
     hparams=VadCLIPHParams,
-    segment_policy="pad_pool",
-    families=("clip",),
-    needs_dictionary=False,
-    build=build,
+    build=VadCLIPModel,
     load_official_state_dict=load_official_state_dict,
-    needs_class_labels=True,
-    prepare_overrides=prepare_text_overrides,
+    **TEXT_PROMPT_SPEC,
 ))

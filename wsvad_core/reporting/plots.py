@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 
 from wsvad_core.io import atomic_path
 
-__all__ = ["label_intervals", "plot_timeline", "plot_curves", "plot_table", "table_html", "settings_html", "plot_run",
-           "load_frame_scores", "timeline_name"]
+__all__ = ["label_intervals", "plot_timeline", "plot_curves", "plot_table", "table_bars", "table_html",
+           "settings_html", "plot_run", "load_frame_scores", "timeline_name"]
 
 SCORE_COLOR = "#1f4e9c"
 GT_COLOR = "#e4572e"
@@ -127,31 +127,69 @@ def plot_curves(frame_scores: Mapping[str, np.ndarray], gt: Mapping[str, np.ndar
     return _save(fig, out)
 
 
+def table_bars(df, metric: str) -> tuple[list[str], list[dict]]:
+    """The bars of one metric panel of :func:`plot_table`: the methods (x groups) and one series
+    per feature set, split by checkpoint selection (and by weights) where the table holds more
+    than one; each series: ``feature_set``, ``selection``, ``label``, ``mean`` and ``std`` (in %,
+    NaN where a method has no row). Tables hold a ``last`` and a ``best`` row per method × feature
+    set, so without the split two rows would share one bar."""
+    from wsvad_core.reporting.tables import SELECTION_LABELS
+
+    if "selection" not in df:
+        df = df.assign(selection="last")
+    split = [c for c in ("selection", "weights") if c in df and df[c].nunique() > 1]
+    keys = ["feature_set", *split]
+    dup = df[df.duplicated(["method", *keys], keep=False)]
+    if not dup.empty:
+        raise ValueError(f"table rows are not unique per method × {' × '.join(keys)}: "
+                         f"{dup[['method', *keys]].drop_duplicates().to_dict('records')[:3]}")
+    methods = sorted(df["method"].unique())
+    series = []
+    for key, rows in df.groupby(keys, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        by = dict(zip(keys, key))
+        rows = rows.set_index("method")
+        names = [str(by["feature_set"])]
+        if "selection" in split:
+            names.append(SELECTION_LABELS.get(by["selection"], str(by["selection"])))
+        if "weights" in split:
+            names.append(str(by["weights"]))
+        series.append({"feature_set": by["feature_set"],
+                       "selection": by.get("selection", rows["selection"].iloc[0]),
+                       "label": " · ".join(names),
+                       "mean": [100 * rows[f"{metric}_mean"].get(m, np.nan) for m in methods],
+                       "std": [100 * rows[f"{metric}_std"].get(m, np.nan) for m in methods]})
+    return methods, series
+
+
 def plot_table(summary, out: str | os.PathLike, title: str = "",
                metrics: Sequence[str] = ("auc", "ap_step")) -> Path:
     """Grouped bars of a dataset's table (``results/tables/{dataset}.csv``, or its DataFrame):
-    one group per method, one bar per feature set, mean ± std over seeds, one panel per metric."""
+    one group per method, one bar per feature set and checkpoint selection (colour = feature
+    set, hatching = selection), mean ± std over seeds, one panel per metric."""
     import pandas as pd
 
-    from wsvad_core.reporting.tables import METRICS
+    from wsvad_core.reporting.tables import METRICS, SELECTION_LABELS
 
     df = pd.read_csv(summary) if isinstance(summary, (str, os.PathLike)) else summary
     if df.empty:
         raise ValueError(f"{out}: the table has no rows")
-    methods = sorted(df["method"].unique())
     fsets = sorted(df["feature_set"].unique())
-    fig = Figure(figsize=(4.2 * len(metrics) + 0.6, 3.8), layout="constrained")
+    selections = sorted(df["selection"].unique()) if "selection" in df else ["last"]
+    n_series = len(table_bars(df, metrics[0])[1])
+    fig = Figure(figsize=(4.2 * len(metrics) + 0.2 * n_series + 0.6, 3.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(metrics), sharey=True))
-    width = 0.8 / len(fsets)
+    width = 0.8 / n_series
     cmap = ["#1f4e9c", "#e4572e", "#29a36a", "#9c6ade", "#f2a541", "#4cb5c3"]
+    hatches = ["", "//", "..", "xx"]
     for ax, metric in zip(axes, metrics):
-        for k, fs in enumerate(fsets):
-            rows = df[df["feature_set"] == fs].set_index("method")
-            mean = [100 * rows[f"{metric}_mean"].get(m, np.nan) for m in methods]
-            std = [100 * rows[f"{metric}_std"].get(m, np.nan) for m in methods]
-            x = np.arange(len(methods)) + (k - (len(fsets) - 1) / 2) * width
-            bars = ax.bar(x, mean, width * 0.92, yerr=std, capsize=3, label=fs,
-                          color=cmap[k % len(cmap)])
+        methods, series = table_bars(df, metric)
+        for k, ser in enumerate(series):
+            x = np.arange(len(methods)) + (k - (len(series) - 1) / 2) * width
+            bars = ax.bar(x, ser["mean"], width * 0.92, yerr=ser["std"], capsize=3, label=ser["label"],
+                          color=cmap[fsets.index(ser["feature_set"]) % len(cmap)],
+                          hatch=hatches[selections.index(ser["selection"]) % len(hatches)],
+                          edgecolor="white", linewidth=0)
             ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
         ax.set_xticks(np.arange(len(methods)), methods)
         ax.set_title(METRICS.get(metric, metric) + " (%)", fontsize=10)
@@ -159,7 +197,9 @@ def plot_table(summary, out: str | os.PathLike, title: str = "",
         ax.grid(axis="y", alpha=0.25, lw=0.6)
     axes[0].set_ylabel("mean ± std over seeds")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="features", fontsize=8, title_fontsize=8, loc="outside right upper")
+    legend_title = ("features · checkpoint" if len(selections) > 1 else
+                    f"features (checkpoint: {SELECTION_LABELS.get(selections[0], selections[0])})")
+    fig.legend(handles, labels, title=legend_title, fontsize=8, title_fontsize=8, loc="outside right upper")
     if "weights" in df and (df["weights"] == "random-init").any():
         title = (title + "  " if title else "") + "(random-init backbone: not comparable to papers)"
     if title:

@@ -90,6 +90,13 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
                         "sampler": sampler.state_dict(), "rng": _rng_state(), "rows": rows,
                         "best": best, "step": step, "hparams": asdict(hparams)}, tmp)
 
+    # official repos score the test set for "best" only after some step (RTFM: step > 200);
+    # when training stops before it, the last step is scored so that a best checkpoint exists
+    eval_min_step = int(getattr(hparams, "eval_min_step", 0) or 0)
+    if eval_fn is not None and eval_every and eval_min_step >= hparams.max_steps:
+        log.info("eval_min_step %d >= max_steps %d: the best checkpoint is chosen at the last step only",
+                 eval_min_step, hparams.max_steps)
+        eval_min_step = hparams.max_steps - 1
     t0 = time.perf_counter()
     bar = tqdm(range(start, hparams.max_steps), initial=start, total=hparams.max_steps,
                desc=f"train {out_dir.parent.parent.name}", disable=not progress, leave=False)
@@ -110,6 +117,8 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
                                          f"lower lr (now {hparams.lr}) or check the features for NaN/inf")
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
+            if hasattr(model, "before_step"):  # e.g. BN-WVAD's gradient clipping
+                model.before_step()
             optimizer.step()
             if hasattr(model, "after_step"):
                 model.after_step()
@@ -118,7 +127,8 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
                    "peak_mem_mb": round(peak_memory_mb(device), 1)}
             rows.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if eval_fn is not None and eval_every and (done % eval_every == 0 or done == hparams.max_steps):
+            if (eval_fn is not None and eval_every and done > eval_min_step
+                    and (done % eval_every == 0 or done == hparams.max_steps)):
                 score = eval_fn(model)
                 row["test_score"] = score
                 if score > best["score"]:
