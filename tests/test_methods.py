@@ -56,6 +56,9 @@ def test_registry_lists_and_specs():
                       "seed", "eval_every"):
             assert hasattr(hp, field)
     assert get_method("s3r").needs_dictionary and not get_method("rtfm").needs_dictionary
+    # the tables' paper-only marker (torch-free catalog) agrees with each spec's official_code
+    from wsvad_core.catalog import PAPER_ONLY
+    assert PAPER_ONLY == {n for n in list_methods() if get_method(n).official_code.startswith("paper only")}
     with pytest.raises(KeyError, match="unknown method 'nope'"):
         get_method("nope")
 

@@ -1,6 +1,6 @@
 """What the workflow must know at DAG-build time, without importing torch: the names in the
 method and backbone registries and the few facts the DAG depends on. `tests/test_catalog.py`
-keeps this in step with the registries themselves."""
+keeps this in step with the registries themselves (tests/test_methods.py::test_catalog_matches_registry)."""
 
 # backbone name -> feature family
 BACKBONE_FAMILIES = {
@@ -27,6 +27,10 @@ METHODS = {
     "tpwng": (("clip",), False),
     "gsmoe": (("i3d", "clip"), False),
 }
+
+# methods built from the paper's description alone (no official code to match): the result
+# tables mark them
+PAPER_ONLY = {"tpwng", "gsmoe", "timesformer_mil", "urdmu_patch"}
 
 # methods that also read the dataset's patch feature sets (family "<family>_patch")
 PATCH_METHODS = {"ssrl", "urdmu_patch"}

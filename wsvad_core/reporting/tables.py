@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wsvad_core.catalog import PAPER_ONLY
 from wsvad_core.io import atomic_path
 from wsvad_core.reference_numbers import reported_for
 
@@ -82,6 +83,10 @@ def _reported_cell(r: dict, refs: dict) -> str:
     return f"{r['reported_value']:.2f} {metric}{other} [{refs[src]}]"
 
 
+def _method_cell(m: str) -> str:
+    return f"{m} †" if m in PAPER_ONLY else m
+
+
 def _weights_cell(w: str) -> str:
     return "**random-init**" if w == "random-init" else w
 
@@ -92,8 +97,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     refs: dict[str, int] = {}
     for r in summary.to_dict("records"):
-        cells = [r["method"], r["feature_set"], _weights_cell(r["weights"]), r["selection"],
-                 str(r["seeds"])]
+        cells = [_method_cell(r["method"]), r["feature_set"], _weights_cell(r["weights"]),
+                 r["selection"], str(r["seeds"])]
         cells += [_pm(r, k) for k in (*METRICS, *VIDEO_METRICS)]
         cells.append(_reported_cell(r, refs))
         lines.append("| " + " | ".join(cells) + " |")
@@ -106,6 +111,9 @@ def to_markdown(summary: pd.DataFrame) -> str:
         notes.append("\n**random-init**: features from a randomly initialised backbone (no weights "
                      "file was configured); these numbers say nothing about the method's published "
                      "accuracy.")
+    if summary["method"].isin(PAPER_ONLY).any():
+        notes.append("\n†: architecture and losses from the paper's description alone (no "
+                     "official code to match).")
     provenance = summary[summary["source"] != ""].drop_duplicates("weights")
     for r in provenance.to_dict("records"):
         notes.append(f"\n`{r['weights']}`: {r['source']}.")
