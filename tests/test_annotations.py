@@ -1,5 +1,4 @@
 """Annotation and list parsers, on the real benchmark files and on broken lines."""
-from pathlib import Path
 
 import pytest
 
@@ -10,17 +9,8 @@ from wsvad_core.data.annotations import (parse_ucf_temporal_annotation,
                                          read_ucf_temporal_annotation, read_ucf_video_list,
                                          read_urdmu_ucf_annotation)
 from wsvad_core.errors import AnnotationError
+from shared_files import bench
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-
-
-def bench(rel: str) -> Path:
-    p = BENCH / rel
-    if not p.exists():
-        reason = f"benchmark file {p} not found (the shared benchmark annotations are absent)"
-        print(reason)
-        pytest.skip(reason)
-    return p
 
 
 # --- real files -------------------------------------------------------------------------------

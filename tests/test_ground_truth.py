@@ -1,6 +1,5 @@
 """Frame ground truth: unit cases and the published GT of UCF-Crime and ShanghaiTech."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,17 +9,8 @@ from wsvad_core.data.annotations import (is_normal, read_feature_list_ids,
                                          read_ucf_temporal_annotation, read_urdmu_ucf_annotation)
 from wsvad_core.data.ground_truth import (build_ground_truth, fit_length, frame_labels,
                                           load_ground_truth, mask_ground_truth, save_ground_truth)
+from shared_files import bench
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-
-
-def bench(rel: str) -> Path:
-    p = BENCH / rel
-    if not p.exists():
-        reason = f"benchmark file {p} not found (the shared benchmark annotations are absent)"
-        print(reason)
-        pytest.skip(reason)
-    return p
 
 
 def test_frame_labels_inclusive_and_clipped():

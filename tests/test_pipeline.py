@@ -1,21 +1,14 @@
 """The demo DAG end to end through Snakemake itself, on a smaller config."""
 import json
 import os
-import subprocess
 import time
 
 import pandas as pd
 import pytest
 import yaml
+from tiny_dag import smk
 
 pytestmark = pytest.mark.slow
-
-
-def smk(snakemake_bin, repo, workdir, *args):
-    cmd = [snakemake_bin, "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--resources", "gpu=1", "--rerun-incomplete", *args]
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env={**os.environ, "WSVAD_DEVICE": "cpu"})
 
 
 @pytest.fixture(scope="module")
