@@ -127,7 +127,8 @@ def bench_scoring(args, table) -> dict:
 
         def wsvad(batched: bool):
             model.snippet_independent = batched
-            res["w" if batched else "p"] = score_videos(model, store, ids, device, progress=False)
+            res["w" if batched else "p"] = score_videos(model, store, ids, device, progress=False,
+                                                        batch_videos=batched)
 
         def official():
             loader = torch.utils.data.DataLoader(NpyTestSet(files), batch_size=1, shuffle=False, num_workers=0)

@@ -170,3 +170,33 @@ def test_recipe_fingerprint():
 def test_bad_recipes(change, msg):
     with pytest.raises((ValueError, KeyError), match=msg):
         normalize_recipe({**I3D, **change})
+
+
+def test_cpu_conv3d_forwards_are_small_and_give_the_same_features(monkeypatch):
+    """On the CPU, 3D-conv backbones see at most CPU_CONV3D_FORWARD_ELEMENTS input elements per
+    forward (memory-bound kernels are faster on small batches); the features are those of one
+    big forward."""
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(3, 4, 3, padding=1)
+            self.batches = []
+
+        def embed(self, x):
+            self.batches.append(x.shape[0])
+            return self.conv(x).mean(dim=(2, 3, 4))
+
+    torch.manual_seed(0)
+    model = Probe()
+    r = {"resize": 20, "crop_size": 16, "crops": "ten", "mean": [0.5] * 3, "std": [0.25] * 3}
+    frames = torch.randint(0, 255, (3, 4, 24, 32, 3), dtype=torch.uint8)  # 3 snippets x 10 crops
+    per_clip = 3 * 4 * 16 * 16
+    monkeypatch.setattr(extract_mod, "CPU_CONV3D_FORWARD_ELEMENTS", 4 * per_clip)
+    small = extract_mod._embed(model, frames, r, torch.device("cpu"), False, channels_last=True)
+    assert model.batches == [4] * 7 + [2]  # 30 clips in forwards of <= 4
+    model.batches.clear()
+    whole = extract_mod._embed(model, frames, r, torch.device("cpu"), False, channels_last=False)
+    assert model.batches == [30]
+    assert small.shape == (3, 10, 4)
+    torch.testing.assert_close(small, whole, atol=1e-5, rtol=1e-5)

@@ -110,14 +110,14 @@ def test_batched_scoring_equals_one_forward_per_video(test_store, monkeypatch):
     model, _ = create_method("mil", 32)
     assert type(model).snippet_independent  # MIL's MLP scores each snippet alone
     order = ids[::-1]  # the caller's order is kept
-    model.snippet_independent = False  # reference: one forward per video
-    per_video = score_videos(model, store, order, torch.device("cpu"), progress=False)
     calls = []
     original = type(model).score
     monkeypatch.setattr(type(model), "score", lambda self, x: calls.append(x.shape) or original(self, x))
-    model.snippet_independent = True
+    per_video = score_videos(model, store, order, torch.device("cpu"), progress=False)
+    assert len(calls) == len(order)  # on the CPU, by default, one forward per video
+    calls.clear()
     monkeypatch.setattr(evaluate_mod, "MAX_BATCH_ELEMENTS", 2 * 32 * 70)  # <= 70 snippets per forward
-    batched = score_videos(model, store, order, torch.device("cpu"), progress=False)
+    batched = score_videos(model, store, order, torch.device("cpu"), progress=False, batch_videos=True)
     assert list(batched) == order
     for vid in order:
         assert batched[vid].shape == (store.shape(vid)[1],)

@@ -15,19 +15,23 @@ from wsvad_core.features.store import check_video_features
 
 @torch.inference_mode()
 def score_videos(model, store, video_ids: list[str], device: torch.device,
-                 progress: bool = True, crops: list[int] | None = None) -> dict[str, np.ndarray]:
+                 progress: bool = True, crops: list[int] | None = None,
+                 batch_videos: bool | None = None) -> dict[str, np.ndarray]:
     """Snippet scores (T,) per test video. One forward per video for methods that mix
     information along the whole sequence (non-local blocks, attention: padding videos into one
     batch would change their scores); models marked ``snippet_independent`` score up to
     ``MAX_BATCH_ELEMENTS`` features of many videos per forward. A background thread reads the
     next ``READ_AHEAD`` videos from the store while the model runs. ``crops`` picks the test
     crops of the store's arrays (VadCLIP tests on one crop); None scores all of them (the model
-    averages over crops)."""
+    averages over crops). ``batch_videos`` None: batch on CUDA only (on the CPU, one forward
+    per video measured faster: it overlaps better with the read-ahead thread)."""
     model.eval()
     out: dict[str, np.ndarray] = {}
     # A model whose scores are per snippet (``snippet_independent``, e.g. MIL's MLP) scores many
     # videos in one forward: their snippets are concatenated along time, then split back.
-    batched = bool(getattr(model, "snippet_independent", False))
+    if batch_videos is None:
+        batch_videos = device.type == "cuda"
+    batched = batch_videos and bool(getattr(model, "snippet_independent", False))
     group: list[tuple[str, np.ndarray]] = []
 
     def flush() -> None:
@@ -52,7 +56,9 @@ def score_videos(model, store, video_ids: list[str], device: torch.device,
 
 
 READ_AHEAD = 2  # videos read from the store ahead of the model (bounded memory)
-MAX_BATCH_ELEMENTS = 2**27  # features per batched forward: 512 MB of float32
+# Features per batched forward: 16 MB of float32. Batching pays for short videos (per-forward
+# overhead, GPU launches); a long video already fills a forward on its own.
+MAX_BATCH_ELEMENTS = 2**22
 
 
 def _read_ahead(store, video_ids: list[str], crops, dim):
@@ -62,7 +68,8 @@ def _read_ahead(store, video_ids: list[str], crops, dim):
         feats = store[vid]
         if crops is not None:
             feats = feats[list(crops)]
-        feats = np.asarray(feats, dtype=np.float32)
+        # torch's vectorised float16 -> float32 cast: 3-10x faster than numpy's here
+        feats = torch.from_numpy(np.ascontiguousarray(feats)).float().numpy()
         check_video_features(store, vid, feats, dim=dim)
         return feats
 
