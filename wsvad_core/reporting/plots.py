@@ -176,22 +176,28 @@ def plot_table(summary, out: str | os.PathLike, title: str = "",
         raise ValueError(f"{out}: the table has no rows")
     fsets = sorted(df["feature_set"].unique())
     selections = sorted(df["selection"].unique()) if "selection" in df else ["last"]
-    n_series = len(table_bars(df, metrics[0])[1])
-    fig = Figure(figsize=(4.2 * len(metrics) + 0.2 * n_series + 0.6, 3.8), layout="constrained")
+    n_methods, n_series = (len(x) for x in table_bars(df, metrics[0]))
+    # a panel widens with its bars, so 13 methods x 3 feature sets stay readable
+    panel = max(4.2, 0.3 * n_methods * (1 + 0.5 * (n_series - 1)))
+    fig = Figure(figsize=(panel * len(metrics) + 0.2 * n_series + 0.6, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(metrics), sharey=True))
     width = 0.8 / n_series
     cmap = ["#1f4e9c", "#e4572e", "#29a36a", "#9c6ade", "#f2a541", "#4cb5c3"]
     hatches = ["", "//", "..", "xx"]
     for ax, metric in zip(axes, metrics):
         methods, series = table_bars(df, metric)
+        # each method's bars are centred on its tick, however many of the series it has
+        present = np.array([[not np.isnan(v) for v in ser["mean"]] for ser in series])
+        rank, count = np.cumsum(present, axis=0) - 1, present.sum(axis=0)
         for k, ser in enumerate(series):
-            x = np.arange(len(methods)) + (k - (len(series) - 1) / 2) * width
+            x = np.arange(len(methods)) + (rank[k] - (count - 1) / 2) * width
             bars = ax.bar(x, ser["mean"], width * 0.92, yerr=ser["std"], capsize=3, label=ser["label"],
                           color=cmap[fsets.index(ser["feature_set"]) % len(cmap)],
                           hatch=hatches[selections.index(ser["selection"]) % len(hatches)],
                           edgecolor="white", linewidth=0)
-            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
-        ax.set_xticks(np.arange(len(methods)), methods)
+            ax.bar_label(bars, fmt="%.1f", fontsize=6 if n_series > 1 else 7, padding=2)
+        ax.set_xticks(np.arange(len(methods)), methods, rotation=30 if len(methods) > 4 else 0,
+                      ha="right" if len(methods) > 4 else "center")
         ax.set_title(METRICS.get(metric, metric) + " (%)", fontsize=10)
         ax.set_ylim(0, 105)
         ax.grid(axis="y", alpha=0.25, lw=0.6)
