@@ -122,11 +122,9 @@ def bench_scoring(args, table) -> dict:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model, _ = create_method("mil", args.dim)
         model.to(device).eval()
-        marked = hasattr(type(model), "snippet_independent")
         res = {}
 
         def wsvad(batched: bool):
-            model.snippet_independent = batched
             res["w" if batched else "p"] = score_videos(model, store, ids, device, progress=False,
                                                         batch_videos=batched)
 
@@ -146,8 +144,7 @@ def bench_scoring(args, table) -> dict:
         diff_p = float(np.abs(np.concatenate([res["w"][v] for v in ids])
                               - np.concatenate([res["p"][v] for v in ids])).max())
         shape = f"{len(ids)} videos, {n_snip:,} snippets, {args.crops} crops, {args.dim}-d, {device.type}"
-        note = "" if marked else "MILModel has no snippet_independent attribute yet: set on the instance here"
-        table.add(f"score the test set with MIL, s ({shape})", tb, to, higher_is_better=False, note=note)
+        table.add(f"score the test set with MIL, s ({shape})", tb, to, higher_is_better=False)
         table.add("  same, one forward per video (wsvad, unbatched)", tp, to, higher_is_better=False)
         table.add("  max abs diff of the scores: batched vs official / vs unbatched", diff, diff_p)
         out = {"batched_s": tb, "per_video_s": tp, "official_s": to, "max_abs_diff": diff}

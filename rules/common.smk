@@ -8,7 +8,8 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # wsvad_core importable without an install
 
 from wsvad_core.catalog import needs_dictionary
-from wsvad_core.config import check_config, dataset_paths, method_overrides, recipe, runs
+from wsvad_core.config import (check_config, dataset_paths, dataset_settings, method_overrides,
+                                recipe, runs)
 from wsvad_core.data.benchmarks import benchmark_videos, check_benchmark_config, dataset_files, import_specs
 from wsvad_core.data.shards import shard_of
 
@@ -161,13 +162,8 @@ def train_inputs(wildcards):
     return inputs
 
 
-def evaluation_settings(dataset):
-    """config.evaluation overridden by datasets.<d>.evaluation."""
-    return {**config["evaluation"], **(DATASETS[dataset].get("evaluation") or {})}
-
-
 def selections(dataset):
-    sel = evaluation_settings(dataset)["selection"]
+    sel = dataset_settings(config, dataset, "evaluation")["selection"]
     return [sel] if isinstance(sel, str) else list(sel)
 
 
@@ -176,7 +172,7 @@ def gt_protocol(dataset, feature_set):
     family's official test code, the metric "best on test" maximises, the snippet length."""
     spec = import_spec(dataset, feature_set)
     return {"test_crops": spec["test_crops"] if spec else None,
-            "primary_metric": evaluation_settings(dataset)["primary_metric"],
+            "primary_metric": dataset_settings(config, dataset, "evaluation")["primary_metric"],
             "clip_len": recipe(config, dataset, feature_set)["clip_len"],
             "layout": DATASETS[dataset]["layout"]}
 

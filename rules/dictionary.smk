@@ -1,6 +1,3 @@
-from wsvad_core.dictionary import dictionary_settings
-
-
 rule dictionary:
     input:
         manifest=results("{dataset}", "manifest.csv"),
@@ -9,7 +6,7 @@ rule dictionary:
         atoms=results("{dataset}", "dictionary", "{feature_set}.npy"),
         info=results("{dataset}", "dictionary", "{feature_set}.json"),
     params:
-        settings=lambda w: dictionary_settings(config, w.dataset),
+        settings=lambda w: dataset_settings(config, w.dataset, "dictionary"),
     log:
         logs("{dataset}", "dictionary", "{feature_set}.log"),
     benchmark:

@@ -9,7 +9,7 @@ rule evaluate:
         metrics=results("{dataset}", "runs", "{method}", "{feature_set}", "seed{seed}", "metrics.json"),
     params:
         recipe=lambda w: recipe(config, w.dataset, w.feature_set),
-        evaluation=lambda w: evaluation_settings(w.dataset),
+        evaluation=lambda w: dataset_settings(config, w.dataset, "evaluation"),
         vram_gb=config["gpu"]["vram_gb"],
     threads: 2
     resources:

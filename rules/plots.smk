@@ -67,8 +67,8 @@ rule plot_table:
             "dataset": DATASETS[w.dataset],
             "feature_sets": {fs: recipe(config, w.dataset, fs) for fs in DATASETS[w.dataset]["feature_sets"]},
             "methods": {m: method_overrides(config, w.dataset, m) for m in DATASETS[w.dataset]["methods"]},
-            "dictionary": dictionary_settings(config, w.dataset),
-            "evaluation": evaluation_settings(w.dataset),
+            "dictionary": dataset_settings(config, w.dataset, "dictionary"),
+            "evaluation": dataset_settings(config, w.dataset, "evaluation"),
         },
     log:
         logs("{dataset}", "plot_table.log"),

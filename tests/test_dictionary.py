@@ -136,7 +136,10 @@ def test_percentage_per_dataset(repo):
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    from wsvad_core.dictionary import dictionary_settings
+    from wsvad_core.config import dataset_settings
+
+    def dictionary_settings(config, dataset):
+        return dataset_settings(config, dataset, "dictionary")
 
     schema = str(repo / "schemas" / "config.schema.yaml")
     config = yaml.safe_load((repo / "config.yaml").read_text())

@@ -72,6 +72,14 @@ def method_overrides(config: dict, dataset: str, method: str) -> dict:
     return o
 
 
+def dataset_settings(config: dict, dataset: str, key: str) -> dict:
+    """A top-level settings block (``evaluation``, ``dictionary``) overridden by the dataset's
+    own block of that name (e.g. S3R's dictionary percentage: 50 UCF-Crime, 90 ShanghaiTech)."""
+    if dataset not in config["datasets"]:
+        raise KeyError(f"config: no dataset {dataset!r} under 'datasets'")
+    return {**(config.get(key) or {}), **(config["datasets"][dataset].get(key) or {})}
+
+
 def dataset_paths(config: dict, dataset: str) -> dict[str, Path]:
     ds = config["datasets"][dataset]
     root = Path(ds["root"])

@@ -30,17 +30,18 @@ import itertools
 import json
 import logging
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import sklearn
+from sklearn.decomposition import MiniBatchDictionaryLearning
+from sklearn.utils import gen_batches
+from sklearn.utils.extmath import randomized_svd
 
-# scikit-learn and the methods package (torch) are imported where they are used: the Snakefile
-# imports this module for dictionary_settings, and a dry run must not pay for them
+from .methods.segments import apply_segment_policy
 
 __all__ = [
     "build_dictionary",
-    "dictionary_settings",
     "OFFICIAL_PERCENTAGE",
     "OFFICIAL_SEED",
     "learn_dictionary",
@@ -59,16 +60,6 @@ OFFICIAL_BATCH_SIZE = 32  # DictArgumentParser batch_size = 32
 OFFICIAL_N_NONZERO = 2  # transform_n_nonzero_coefs = 2
 OFFICIAL_ALPHA = 1.0  # MiniBatchDictionaryLearning default alpha
 OFFICIAL_FIT_ALGORITHM = "lars"  # MiniBatchDictionaryLearning default fit_algorithm
-
-
-def dictionary_settings(config: Mapping, dataset: str) -> dict[str, Any]:
-    """The `dictionary` rule's settings for ``dataset``: the top-level ``dictionary`` block
-    overridden by ``datasets.<dataset>.dictionary`` (S3R's percentage is per dataset: 50
-    UCF-Crime, 90 ShanghaiTech)."""
-    if dataset not in config["datasets"]:
-        raise KeyError(f"config: no dataset {dataset!r} under 'datasets'")
-    own = config["datasets"][dataset].get("dictionary") or {}
-    return {**(config.get("dictionary") or {}), **own}
 
 
 def n_atoms_for(n_normal_videos: int, percentage: float = DEFAULT_PERCENTAGE) -> int:
@@ -92,11 +83,6 @@ def learn_dictionary(features: np.ndarray, n_atoms: int, seed: int = OFFICIAL_SE
     Returns ``(atoms (n_atoms, D) float32, info)``; ``info`` records every setting and the
     sparsity of the OMP codes.
     """
-    import sklearn
-    from sklearn.decomposition import MiniBatchDictionaryLearning
-    from sklearn.utils import gen_batches
-    from sklearn.utils.extmath import randomized_svd
-
     X = np.asarray(features, dtype=np.float64)  # the old sklearn ran the online loop in float64
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"features must be a non-empty (n_videos, dim) matrix, got {X.shape}")
@@ -194,8 +180,6 @@ def normal_training_matrix(store: Any, manifest: Any, n_segments: int = 32,
     if absent:
         raise KeyError(f"{len(absent)} normal training video(s) missing from the feature store, "
                        f"e.g. {absent[:3]}")
-    from .methods.segments import apply_segment_policy
-
     out = []
     for vid in ids:
         arr = np.asarray(store[vid], dtype=np.float32)
