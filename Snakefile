@@ -1,10 +1,16 @@
 # wsvad: weakly-supervised video anomaly detection, from raw videos to result tables.
-# `snakemake --profile profiles/default` builds the tables of config["run_datasets"].
+# `snakemake --profile profiles/local` builds the tables of config["run_datasets"].
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
+# Shared recipes and settings, the public benchmarks and the demo; config.yaml (yours) last:
+# each file's keys merge into the earlier ones (a dataset added there keeps the shipped ones).
+configfile: "config/feature_sets.yaml"
+configfile: "config/settings.yaml"
+configfile: "config/benchmarks.yaml"
+configfile: "config/demo.yaml"
 configfile: "config.yaml"
 
 
@@ -14,8 +20,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/manifest.smk"
-include: "rules/extract.smk"
-include: "rules/import.smk"
+include: "rules/features.smk"
 include: "rules/ground_truth.smk"
 include: "rules/dictionary.smk"
 include: "rules/train.smk"
@@ -27,8 +32,7 @@ include: "rules/plots.smk"
 # Seconds-long CPU steps: on a cluster they run in the submitting process, not as jobs.
 localrules:
     manifest,
-    merge_features,
-    merge_import,
+    finalize_store,
     ground_truth,
     table,
     plot_run,
@@ -44,12 +48,12 @@ rule all:
 
 rule features:
     input:
-        [store_marker(d, fs) for d in RUN_DATASETS for fs in DATASETS[d]["feature_sets"]],
+        [m for d in RUN_DATASETS for m in store_markers_of(d)],
 
 
 rule train_all:
     input:
-        [run_dir(d, m, fs, s) / "metrics.json" for d in RUN_DATASETS for m, fs, s in runs(config, d)],
+        [p for d in RUN_DATASETS for p in run_paths(d, "metrics.json")],
 
 
 rule tables:

@@ -1,27 +1,37 @@
-# Config validation, wildcard constraints and every input function. Other .smk files hold rules.
+# Config validation, path patterns, wildcard constraints and every input function. Other .smk
+# files hold rules only.
 import functools
-import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)  # wsvad_core importable without an install
-
-from wsvad_core.catalog import needs_dictionary
-from wsvad_core.config import (check_config, dataset_paths, dataset_settings, method_overrides,
-                                recipe, runs)
-from wsvad_core.data.benchmarks import benchmark_videos, check_benchmark_config, dataset_files, import_specs
-from wsvad_core.data.shards import shard_of
+from wsvad_core.cards import method_card
+from wsvad_core.config import check_config, dataset_settings, import_specs, method_overrides, recipe, runs
+from wsvad_core.data.benchmarks import benchmark_videos, dataset_files
+from wsvad_core.shards import shard_of
 
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
-check_benchmark_config(config)
 
-RESULTS = Path(config["results"])
 DATASETS = config["datasets"]
 RUN_DATASETS = config.get("run_datasets") or list(DATASETS)
-VRAM_MB = int(config["gpu"]["vram_gb"] * 1024)
+# every GPU job fits on one 6 GB card: it declares this budget and caps its allocator to it
+VRAM_MB = 6144
+
+# ---- where everything is: one pattern per output (rules and input functions use these)
+MANIFEST = "results/{dataset}/manifest.csv"
+STORE = "results/{dataset}/features/{feature_set}.zarr"
+STORE_MARKER = STORE + "/zarr.json"  # the store's root metadata, written last: the store is complete
+EXTRACT_SHARD = "results/{dataset}/features/{feature_set}.shards/{shard}.json"
+IMPORT_SHARD = "results/{dataset}/features/{feature_set}.import/{shard}.json"
+GROUND_TRUTH = "results/{dataset}/gt/{feature_set}.npz"
+DICTIONARY = "results/{dataset}/dictionary/{feature_set}.npy"
+RUN = "results/{dataset}/runs/{method}/{feature_set}/seed{seed}"
+PLOTS = "results/plots/{dataset}/{method}/{feature_set}/seed{seed}"
+TABLE = "results/tables/{dataset}"
+LOGS = "results/logs/{dataset}"
+BENCHMARKS = "results/benchmarks/{dataset}"
 
 
 wildcard_constraints:
@@ -32,35 +42,38 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def results(*parts):
-    return RESULTS.joinpath(*map(str, parts))
-
-
-def logs(*parts):
-    return results("logs", *parts)
-
-
-def manifest_path(dataset):
-    return results(dataset, "manifest.csv")
-
-
-def store_dir(dataset, feature_set):
-    return results(dataset, "features", f"{feature_set}.zarr")
-
-
-def store_marker(dataset, feature_set):
-    # The merged store's root metadata: written last, so its presence means the store is complete.
-    return store_dir(dataset, feature_set) / "zarr.json"
-
-
-def run_dir(dataset, method, feature_set, seed):
-    return results(dataset, "runs", method, feature_set, f"seed{seed}")
+def run_paths(dataset, name):
+    """``name`` (e.g. "metrics.json") in the folder of every run of a dataset."""
+    return [RUN.format(dataset=dataset, method=m, feature_set=fs, seed=s) + "/" + name
+            for m, fs, s in runs(config, dataset)]
 
 
 def table_targets():
-    return [results("tables", f"{d}.{ext}") for d in RUN_DATASETS for ext in ("csv", "md", "tex")]
+    return [TABLE.format(dataset=d) + ext for d in RUN_DATASETS for ext in (".csv", ".md", ".tex")]
 
 
+def plot_targets():
+    out = [f"results/plots/{d}/table.png" for d in RUN_DATASETS]
+    for d in RUN_DATASETS:
+        for m, fs, s in runs(config, d):
+            plots = PLOTS.format(dataset=d, method=m, feature_set=fs, seed=s)
+            out += [plots + "/curves.png", plots + "/timelines"]
+    return out
+
+
+def store_markers_of(dataset):
+    return [STORE_MARKER.format(dataset=dataset, feature_set=fs) for fs in DATASETS[dataset]["feature_sets"]]
+
+
+def n_shards(dataset):
+    return DATASETS[dataset].get("n_shards", 1)
+
+
+def store_path(wildcards):
+    return STORE.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set)
+
+
+# ---- the manifest
 def manifest_inputs(wildcards):
     # the dataset's list/annotation files (ShanghaiTech's test_annotation is the mask folder)
     return {k: str(v) for k, v in dataset_files(DATASETS[wildcards.dataset]).items()}
@@ -72,9 +85,8 @@ def reads_videos(dataset):
     return any(fs not in IMPORTS[dataset] for fs in DATASETS[dataset]["feature_sets"])
 
 
-# ---- published features (rules/import.smk) ------------------------------------------------
+# ---- features: each store is made by extraction or by import, per config; one rule finalises it
 IMPORTS = {d: import_specs(config, d) for d in DATASETS}  # dataset -> feature set -> spec
-IMPORT_DATASETS = [d for d in DATASETS if IMPORTS[d]]
 
 
 def import_spec(dataset, feature_set):
@@ -90,7 +102,7 @@ def dataset_videos(dataset):
 
 
 def import_shard_videos(dataset, shard):
-    n = DATASETS[dataset].get("n_shards", 1)
+    n = n_shards(dataset)
     return [v for v in dataset_videos(dataset) if shard_of(v["video_id"], n) == int(shard)]
 
 
@@ -112,53 +124,49 @@ def import_shard_inputs(wildcards):
         listing = "\n".join(f"  {v}: {', '.join(str(p) for p in ps[:3])}{' ...' if len(ps) > 3 else ''}"
                              for v, ps in missing.items())
         raise FileNotFoundError(f"{where}: {len(missing)} videos of import shard {wildcards.shard} "
-                                f"have missing feature files (layout {spec['layout']}):\n{listing}")
-    lists = {k: str(v) for k, v in dataset_files(DATASETS[wildcards.dataset]).items()}
+                                f"have missing feature files (file_layout {spec['file_layout']}):\n{listing}")
     # Snakemake tracks one file per video (the first crop's): every crop file of the shard was
     # checked above, and tracking all 19,000 crop files of UCF-Crime makes a dry run 3x slower.
-    return {"features": [fs[0] for fs in files.values()], **lists}
+    return [fs[0] for fs in files.values()]
 
 
-def import_shard_markers(wildcards):
-    """merge_import's shards; for a feature set that is extracted instead, a path no rule makes,
-    so that merge_features (rules/extract.smk) is the store's only producer."""
-    if import_spec(wildcards.dataset, wildcards.feature_set) is None:
-        return [results(wildcards.dataset, "features", f"{wildcards.feature_set}.extracted-not-imported")]
-    n = DATASETS[wildcards.dataset].get("n_shards", 1)
-    return [results(wildcards.dataset, "features", f"{wildcards.feature_set}.import", f"{i}.json")
-            for i in range(n)]
+def manifest_of_shard(wildcards):
+    """The rows of one extraction shard's videos, read from the manifest (a checkpoint)."""
+    from wsvad_core.data.manifest import read_manifest
+
+    df = read_manifest(checkpoints.manifest.get(dataset=wildcards.dataset).output[0])
+    n = n_shards(wildcards.dataset)
+    return df[[shard_of(v, n) == int(wildcards.shard) for v in df["video_id"]]]
 
 
-def shard_videos(wildcards):
-    """The video files of one shard, read from the manifest (a checkpoint), so that touching a
-    video re-runs its shard only."""
-    import pandas as pd
-    from wsvad_core.data.shards import shard_of
-
-    manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
-    df = pd.read_csv(manifest)
-    n = DATASETS[wildcards.dataset].get("n_shards", 1)
-    return sorted(p for v, p in zip(df["video_id"], df["path"]) if shard_of(str(v), n) == int(wildcards.shard))
+def shard_video_files(wildcards):
+    """The video files of one shard, so that touching a video re-runs its shard only."""
+    return sorted(manifest_of_shard(wildcards)["path"])
 
 
-def shard_markers(wildcards):
-    if import_spec(wildcards.dataset, wildcards.feature_set) is not None:
-        # imported: merge_import makes this store; a path no rule makes keeps merge_features out
-        return [results(wildcards.dataset, "features", f"{wildcards.feature_set}.imported-not-extracted")]
-    n = DATASETS[wildcards.dataset].get("n_shards", 1)
-    return [results(wildcards.dataset, "features", f"{wildcards.feature_set}.shards", f"{i}.json") for i in range(n)]
+def shard_video_ids(wildcards):
+    return list(manifest_of_shard(wildcards)["video_id"])
 
 
+def store_shard_markers(wildcards):
+    """The shard markers a store is finalised from: its import shards when the dataset imports
+    this feature set (datasets.<d>.import_features), else its extraction shards."""
+    pattern = IMPORT_SHARD if import_spec(wildcards.dataset, wildcards.feature_set) else EXTRACT_SHARD
+    return [pattern.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set, shard=i)
+            for i in range(n_shards(wildcards.dataset))]
+
+
+# ---- training and evaluation
 def train_inputs(wildcards):
     inputs = {
-        "manifest": manifest_path(wildcards.dataset),
-        "store": store_marker(wildcards.dataset, wildcards.feature_set),
+        "manifest": MANIFEST.format(dataset=wildcards.dataset),
+        "store": STORE_MARKER.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set),
     }
-    if needs_dictionary(wildcards.method):
-        inputs["dictionary"] = results(wildcards.dataset, "dictionary", f"{wildcards.feature_set}.npy")
+    if method_card(wildcards.method).needs_dictionary:
+        inputs["dictionary"] = DICTIONARY.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set)
     if "best" in selections(wildcards.dataset):
         # "best on test": training scores the test set every eval_every steps
-        inputs["test_gt"] = results(wildcards.dataset, "gt", f"{wildcards.feature_set}.npz")
+        inputs["test_gt"] = GROUND_TRUTH.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set)
     return inputs
 
 
@@ -167,50 +175,33 @@ def selections(dataset):
     return [sel] if isinstance(sel, str) else list(sel)
 
 
-def gt_protocol(dataset, feature_set):
-    """How runs are scored against this GT (saved in it): the test crops of the feature
-    family's official test code, the metric "best on test" maximises, the snippet length."""
-    spec = import_spec(dataset, feature_set)
+def scoring_protocol(wildcards):
+    """How a run is scored against the GT: the test crops of the feature family's official test
+    code, the metric "best on test" maximises, the snippet length."""
+    spec = import_spec(wildcards.dataset, wildcards.feature_set)
     return {"test_crops": spec["test_crops"] if spec else None,
-            "primary_metric": dataset_settings(config, dataset, "evaluation")["primary_metric"],
-            "clip_len": recipe(config, dataset, feature_set)["clip_len"],
-            "layout": DATASETS[dataset]["layout"]}
-
-
-def dataset_runs(wildcards):
-    return [run_dir(wildcards.dataset, m, fs, s) / "metrics.json" for m, fs, s in runs(config, wildcards.dataset)]
-
-
-# Methods that read patch features (catalog.PATCH_METHODS) also get the dataset's patch
-# feature sets of their snippet features' family ("<family>_patch"); the method picks its grids.
-from wsvad_core.catalog import BACKBONE_FAMILIES, needs_patches
+            "primary_metric": dataset_settings(config, wildcards.dataset, "evaluation")["primary_metric"],
+            "clip_len": recipe(config, wildcards.dataset, wildcards.feature_set)["clip_len"]}
 
 
 def patch_store_inputs(wildcards):
-    if not needs_patches(wildcards.method):
+    """Methods that read patch features get the dataset's patch feature sets of their snippet
+    features' kind ("<kind>_patch") beside their snippet store; the method picks its grids."""
+    from wsvad_core.config import feature_kind
+
+    if not method_card(wildcards.method).reads_patches:
         return []
-    fsets = config["feature_sets"]
-    family = BACKBONE_FAMILIES[fsets[wildcards.feature_set]["backbone"]] + "_patch"
-    sets = [fs for fs in DATASETS[wildcards.dataset]["feature_sets"]
-            if BACKBONE_FAMILIES[fsets[fs]["backbone"]] == family]
+    kind = feature_kind(config, wildcards.feature_set) + "_patch"
+    sets = [fs for fs in DATASETS[wildcards.dataset]["feature_sets"] if feature_kind(config, fs) == kind]
     if not sets:
         raise ValueError(f"datasets.{wildcards.dataset}.feature_sets: method {wildcards.method} reads "
-                         f"patch features of family {family!r} beside {wildcards.feature_set}, but "
-                         "the dataset lists none (add e.g. i3d_r50_p2x3 from config.yaml)")
-    return [store_marker(wildcards.dataset, fs) for fs in sets]
+                         f"patch features of kind {kind!r} beside {wildcards.feature_set}, but "
+                         "the dataset lists none (add e.g. i3d_r50_p2x3 from config/feature_sets.yaml)")
+    return [STORE_MARKER.format(dataset=wildcards.dataset, feature_set=fs) for fs in sets]
 
 
-# Plots (rules/plots.smk)
-def plot_dir(dataset, method, feature_set, seed):
-    return results("plots", dataset, method, feature_set, f"seed{seed}")
-
-
-def plot_targets():
-    out = [results("plots", d, "table.png") for d in RUN_DATASETS]
-    for d in RUN_DATASETS:
-        for m, fs, s in runs(config, d):
-            out += [plot_dir(d, m, fs, s) / "curves.png", plot_dir(d, m, fs, s) / "timelines"]
-    return out
+def patch_store_dirs(wildcards):
+    return [p.removesuffix("/zarr.json") for p in patch_store_inputs(wildcards)]
 
 
 RUN_LABELS = {"method": "{method}", "features": "{feature_set}", "seed": "{seed}"}

@@ -1,4 +1,5 @@
 # The synthetic demo dataset: real h264 videos in the UCF-Crime layout, generated from a seed.
+from wsvad_core.config import dataset_paths
 from wsvad_core.data.demo import demo_video_relpaths
 
 for _ds, _cfg in DATASETS.items():
@@ -17,9 +18,9 @@ for _ds, _cfg in DATASETS.items():
             generate=_cfg["generate"],
             root=_paths["root"],
         log:
-            logs(_ds, "demo_dataset.log"),
+            LOGS.format(dataset=_ds) + "/demo_dataset.log",
         benchmark:
-            results("benchmarks", _ds, "demo_dataset.tsv")
+            BENCHMARKS.format(dataset=_ds) + "/demo_dataset.tsv"
         conda:
             "../envs/wsvad.yaml"
         script:

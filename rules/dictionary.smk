@@ -1,16 +1,17 @@
 rule dictionary:
     input:
-        manifest=results("{dataset}", "manifest.csv"),
-        store=results("{dataset}", "features", "{feature_set}.zarr", "zarr.json"),
+        manifest=MANIFEST,
+        store=STORE_MARKER,
     output:
-        atoms=results("{dataset}", "dictionary", "{feature_set}.npy"),
-        info=results("{dataset}", "dictionary", "{feature_set}.json"),
+        atoms=DICTIONARY,
+        info=DICTIONARY.removesuffix(".npy") + ".json",
     params:
+        store=store_path,
         settings=lambda w: dataset_settings(config, w.dataset, "dictionary"),
     log:
-        logs("{dataset}", "dictionary", "{feature_set}.log"),
+        LOGS + "/dictionary/{feature_set}.log",
     benchmark:
-        results("benchmarks", "{dataset}", "dictionary", "{feature_set}.tsv")
+        BENCHMARKS + "/dictionary/{feature_set}.tsv"
     conda:
         "../envs/wsvad.yaml"
     script:

@@ -1,17 +1,17 @@
 rule ground_truth:
     input:
-        manifest=results("{dataset}", "manifest.csv"),
-        store=results("{dataset}", "features", "{feature_set}.zarr", "zarr.json"),
+        manifest=MANIFEST,
+        store=STORE_MARKER,
         # UCF-Crime: interval file; XD-Violence: annotations.txt; ShanghaiTech: the mask folder
         test_annotation=lambda w: dataset_files(DATASETS[w.dataset])["test_annotation"],
     output:
-        results("{dataset}", "gt", "{feature_set}.npz"),
+        GROUND_TRUTH,
     params:
+        store=store_path,
         clip_len=lambda w: recipe(config, w.dataset, w.feature_set)["clip_len"],
         layout=lambda w: DATASETS[w.dataset]["layout"],
-        protocol=lambda w: gt_protocol(w.dataset, w.feature_set),
     log:
-        logs("{dataset}", "ground_truth", "{feature_set}.log"),
+        LOGS + "/ground_truth/{feature_set}.log",
     conda:
         "../envs/wsvad.yaml"
     script:

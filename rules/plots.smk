@@ -4,20 +4,20 @@
 
 rule plot_run:
     input:
-        scores=results("{dataset}", "runs", "{method}", "{feature_set}", "seed{seed}", "scores.npz"),
-        metrics=results("{dataset}", "runs", "{method}", "{feature_set}", "seed{seed}", "metrics.json"),
-        gt=results("{dataset}", "gt", "{feature_set}.npz"),
-        manifest=results("{dataset}", "manifest.csv"),
+        scores=RUN + "/scores.npz",
+        metrics=RUN + "/metrics.json",
+        gt=GROUND_TRUTH,
+        manifest=MANIFEST,
     output:
         curves=report(
-            results("plots", "{dataset}", "{method}", "{feature_set}", "seed{seed}", "curves.png"),
+            PLOTS + "/curves.png",
             caption="../report/curves.rst",
             category="Curves",
             subcategory="{dataset}",
             labels=RUN_LABELS,
         ),
         timelines=report(
-            directory(results("plots", "{dataset}", "{method}", "{feature_set}", "seed{seed}", "timelines")),
+            directory(PLOTS + "/timelines"),
             patterns=["{video}.png"],
             caption="../report/timeline.rst",
             category="Timelines",
@@ -28,9 +28,9 @@ rule plot_run:
         # shown with every plot in the report: how the run was made
         recipe=lambda w: recipe(config, w.dataset, w.feature_set),
         method_overrides=lambda w: method_overrides(config, w.dataset, w.method),
-        evaluation=config["evaluation"],
+        evaluation=lambda w: dataset_settings(config, w.dataset, "evaluation"),
     log:
-        logs("{dataset}", "plot_run", "{method}", "{feature_set}", "seed{seed}.log"),
+        LOGS + "/plot_run/{method}/{feature_set}/seed{seed}.log",
     conda:
         "../envs/wsvad.yaml"
     script:
@@ -39,24 +39,24 @@ rule plot_run:
 
 rule plot_table:
     input:
-        results("tables", "{dataset}.csv"),
+        TABLE + ".csv",
     output:
         bars=report(
-            results("plots", "{dataset}", "table.png"),
+            "results/plots/{dataset}/table.png",
             caption="../report/table_plot.rst",
             category="Tables",
             subcategory="{dataset}",
             labels={"what": "bar chart"},
         ),
         html=report(
-            results("plots", "{dataset}", "table.html"),
+            "results/plots/{dataset}/table.html",
             caption="../report/table.rst",
             category="Tables",
             subcategory="{dataset}",
             labels={"what": "table"},
         ),
         settings=report(
-            results("plots", "{dataset}", "settings.html"),
+            "results/plots/{dataset}/settings.html",
             caption="../report/settings.rst",
             category="Settings",
             subcategory="{dataset}",
@@ -71,7 +71,7 @@ rule plot_table:
             "evaluation": dataset_settings(config, w.dataset, "evaluation"),
         },
     log:
-        logs("{dataset}", "plot_table.log"),
+        LOGS + "/plot_table.log",
     conda:
         "../envs/wsvad.yaml"
     script:

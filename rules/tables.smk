@@ -1,22 +1,21 @@
 rule table:
     input:
-        dataset_runs,
+        lambda w: run_paths(w.dataset, "metrics.json"),
     output:
         csv=report(
-            results("tables", "{dataset}.csv"),
+            TABLE + ".csv",
             caption="../report/table.rst",
             category="Tables",
             subcategory="{dataset}",
             labels={"what": "table (csv)"},
         ),
-        md=results("tables", "{dataset}.md"),
-        tex=results("tables", "{dataset}.tex"),
+        md=TABLE + ".md",
+        tex=TABLE + ".tex",
     params:
-        dataset=lambda w: w.dataset,
-        # the papers' numbers beside ours, for the benchmarks (wsvad_core/reference_numbers.csv)
-        layout=lambda w: DATASETS[w.dataset]["layout"] if "generate" not in DATASETS[w.dataset] else None,
+        # the papers' numbers beside ours, only on the benchmark they were reported on
+        benchmark=lambda w: DATASETS[w.dataset].get("benchmark"),
     log:
-        logs("{dataset}", "table.log"),
+        LOGS + "/table.log",
     conda:
         "../envs/wsvad.yaml"
     script:

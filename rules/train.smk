@@ -3,20 +3,24 @@ rule train:
         unpack(train_inputs),
         patches=patch_store_inputs,
     output:
-        checkpoint=results("{dataset}", "runs", "{method}", "{feature_set}", "seed{seed}", "checkpoint.pt"),
-        log_csv=results("{dataset}", "runs", "{method}", "{feature_set}", "seed{seed}", "train_log.csv"),
+        checkpoint=RUN + "/checkpoint.pt",
+        log_csv=RUN + "/train_log.csv",
     params:
+        store=store_path,
+        patch_stores=patch_store_dirs,
         overrides=lambda w: method_overrides(config, w.dataset, w.method),
-        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
-        vram_gb=config["gpu"]["vram_gb"],
+        # a change to the method's code that changes results bumps this: its runs are redone
+        version=lambda w: method_card(w.method).version,
+        protocol=scoring_protocol,
+        vram_mb=VRAM_MB,
     threads: 2
     resources:
         gpu=1,
         vram_mb=VRAM_MB,
     log:
-        logs("{dataset}", "train", "{method}", "{feature_set}", "seed{seed}.log"),
+        LOGS + "/train/{method}/{feature_set}/seed{seed}.log",
     benchmark:
-        results("benchmarks", "{dataset}", "train", "{method}", "{feature_set}", "seed{seed}.tsv")
+        BENCHMARKS + "/train/{method}/{feature_set}/seed{seed}.tsv"
     conda:
         "../envs/wsvad.yaml"
     script:

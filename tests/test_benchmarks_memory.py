@@ -6,7 +6,7 @@ import pytest
 from wsvad_core.data.segment_reader import video_segments
 from wsvad_core.errors import FeatureError
 from wsvad_core.features.store import finalize_store, open_store, write_video_array
-from wsvad_core.methods.segments import apply_policy
+from wsvad_core.data.segments import apply_segment_policy as apply_policy
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from wsvad_core.data.annotations import read_ucf_temporal_annotation, read_ucf_v
 from wsvad_core.data.demo import demo_video_relpaths, generate_demo_dataset
 from wsvad_core.data.manifest import (COLUMNS, build_ucf_layout_manifest, read_manifest,
                                       write_manifest)
-from wsvad_core.data.shards import shard_of, videos_in_shard
+from wsvad_core.shards import shard_of, videos_in_shard
 from wsvad_core.errors import VideoReadError
 
 SMALL = dict(n_train_normal=2, n_train_abnormal=2, n_test_normal=1, n_test_abnormal=1)

@@ -1,6 +1,6 @@
-from wsvad_core.workflow import start
+from wsvad_core.workflow import setup_job
 
-start(snakemake)
+setup_job(snakemake)
 from wsvad_core.data.demo import generate_demo_dataset
 
 generate_demo_dataset(snakemake.params.root, **snakemake.params.generate)

@@ -1,9 +1,7 @@
-from pathlib import Path
+from wsvad_core.workflow import setup_job
 
-from wsvad_core.workflow import start
-
-start(snakemake)
+setup_job(snakemake)
 from wsvad_core.dictionary import build_dictionary
 
-build_dictionary(snakemake.input.manifest, Path(snakemake.input.store).parent, snakemake.output.atoms,
-                 snakemake.output.info, **snakemake.params.settings)
+build_dictionary(snakemake.input.manifest, snakemake.params.store, snakemake.output.atoms, snakemake.output.info,
+                 **snakemake.params.settings)

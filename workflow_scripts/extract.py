@@ -1,8 +1,7 @@
-from wsvad_core.workflow import start
+from wsvad_core.workflow import setup_job
 
-start(snakemake)
+setup_job(snakemake)
 from wsvad_core.features.extract import extract_shard
 
-extract_shard(snakemake.input.manifest, int(snakemake.wildcards.shard), snakemake.params.n_shards,
-              snakemake.params.recipe, snakemake.params.store, snakemake.output[0],
-              vram_gb=snakemake.params.vram_gb)
+extract_shard(snakemake.params.manifest, snakemake.params.recipe, snakemake.params.store, snakemake.output[0],
+              vram_mb=snakemake.params.vram_mb)

@@ -1,6 +1,6 @@
-from wsvad_core.workflow import start
+from wsvad_core.workflow import setup_job
 
-start(snakemake)
+setup_job(snakemake)
 from wsvad_core.reporting.plots import plot_run
 
 plot_run(snakemake.input.scores, snakemake.input.gt, snakemake.output.curves, snakemake.output.timelines,

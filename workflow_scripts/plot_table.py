@@ -1,6 +1,6 @@
-from wsvad_core.workflow import start
+from wsvad_core.workflow import setup_job
 
-start(snakemake)
+setup_job(snakemake)
 from wsvad_core.reporting.plots import plot_table, settings_html, table_html
 
 dataset = snakemake.wildcards.dataset

@@ -33,44 +33,26 @@ USER_ERRORS = (VideoReadError, FeatureError, WeightsMismatchError, AnnotationErr
                NotADirectoryError, ValueError, KeyError)
 
 
-class RunError(ValueError):
-    """A folder that is not a usable training run."""
-
-
-# ---------------------------------------------------------------------------------- score
-
-def load_run(run_dir: str | os.PathLike, checkpoint: str = "checkpoint.pt") -> dict:
-    """The checkpoint of a run folder (``results/<dataset>/runs/<method>/<features>/seed<n>``),
-    checked for what scoring needs."""
-    import torch
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "checkpoint.pt"):
+    """(record, state dict) of a run folder's checkpoint, checked for what scoring needs."""
+    from wsvad_core.runs import RunError, load_checkpoint
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: run folder not found")
     path = run_dir / checkpoint
-    if not path.is_file():
-        raise RunError(f"{run_dir}: no {checkpoint}; expected a finished training run "
-                       "(results/<dataset>/runs/<method>/<features>/seed<n>/)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise RunError(f"{path}: cannot be read as a wsvad checkpoint ({type(err).__name__}: {err})") from err
-    missing = [k for k in ("model", "method", "feat_dim", "overrides", "seed", "store_attrs")
-               if k not in (state if isinstance(state, dict) else {})]
-    if missing:
-        raise RunError(f"{path}: not a wsvad training checkpoint (no {', '.join(missing)})")
-    if not state["store_attrs"].get("recipe"):
+    record, state_dict = load_checkpoint(path)
+    if not record.recipe:
         raise RunError(f"{path}: the checkpoint does not record the feature recipe it was trained on")
-    if state.get("patch_stores"):
-        raise RunError(f"{path}: method {state['method']!r} also reads patch features; "
+    if record.patch_stores:
+        raise RunError(f"{path}: method {record.method!r} also reads patch features; "
                        "`wsvad score` handles snippet-feature methods only")
-    state["path"] = str(path)
-    return state
+    return record, state_dict
 
 
 def _check_weights(recipe: dict, provenance: dict) -> None:
     """Scoring must see the features training saw: the same weights file, byte for byte."""
-    from wsvad_core.features.backbones import file_sha256
+    from wsvad_core.weights import file_sha256
 
     weights = recipe.get("weights")
     if weights is None:
@@ -81,23 +63,6 @@ def _check_weights(recipe: dict, provenance: dict) -> None:
     if want and file_sha256(weights) != want:
         raise WeightsMismatchError(weights, f"sha256 differs from the one the run's features were made "
                                             f"with ({want}); scores would not be comparable")
-
-
-def _build_model(state: dict):
-    from wsvad_core.methods import create_method, get_method
-
-    dictionary = None
-    if get_method(state["method"]).needs_dictionary:
-        # S3R keeps its dictionary as a buffer in the checkpoint: no need for the .npy
-        keys = [k for k in state["model"] if k.split(".")[-1] == "dictionary"]
-        if not keys:
-            raise RunError(f"{state['path']}: method {state['method']} needs its dictionary, "
-                           "which the checkpoint does not hold")
-        dictionary = state["model"][keys[0]].float().numpy()
-    model, _ = create_method(state["method"], state["feat_dim"], dictionary=dictionary,
-                             **{**state["overrides"], "seed": state["seed"]})
-    model.load_state_dict(state["model"])
-    return model
 
 
 def extract_one(video: str | os.PathLike, recipe: dict, device, progress: bool = True,
@@ -128,18 +93,20 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     from wsvad_core.io import write_json
     from wsvad_core.reporting.plots import plot_timeline
 
+    from wsvad_core.runs import build_model
+
     video = Path(video)
     n_probed, _ = probe_video(video)  # a missing or unreadable video fails before any model is built
-    state = load_run(run_dir, checkpoint)
-    recipe = dict(state["store_attrs"]["recipe"])
-    provenance = state["store_attrs"].get("provenance") or {}
+    record, state_dict = load_run(run_dir, checkpoint)
+    ckpt = str(Path(run_dir) / checkpoint)
+    recipe, provenance = record.recipe, record.provenance
     _check_weights(recipe, provenance)
     dev = select_device(prefer=device)
     feats, attrs = extract_one(video, recipe, dev, progress=progress, n_frames=n_probed)
-    if feats.shape[-1] != state["feat_dim"]:
+    if feats.shape[-1] != record.feat_dim:
         raise FeatureError(f"{video}: features of dim {feats.shape[-1]}, the run's model takes "
-                           f"{state['feat_dim']} ({state['path']})")
-    model = _build_model(state).to(dev)
+                           f"{record.feat_dim} ({ckpt})")
+    model = build_model(record, state_dict)[0].to(dev)
     with torch.inference_mode():
         snippet = model.score(torch.from_numpy(feats.astype(np.float32))[None].to(dev))[0].float().cpu().numpy()
     clip_len = int(recipe["clip_len"])
@@ -153,8 +120,8 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
         threshold = float(json.loads(metrics_path.read_text()).get("far_threshold", threshold))
     weights = provenance.get("weights", "unknown")
     record = {
-        "video": str(video.resolve()), "run": str(run_dir.resolve()), "checkpoint": state["path"],
-        "method": state["method"], "feature_set": recipe.get("name"), "seed": state["seed"],
+        "video": str(video.resolve()), "run": str(run_dir.resolve()), "checkpoint": ckpt,
+        "method": record.method, "feature_set": recipe.get("name"), "seed": record.seed,
         "weights": weights, "provenance": provenance, "n_frames": n_frames, "fps": fps,
         "clip_len": clip_len, "n_snippets": int(len(snippet)), "threshold": threshold,
         "max_score": float(frame.max()), "frames_above_threshold": int((frame >= threshold).sum()),
@@ -163,7 +130,7 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     stem = video.stem
     out_json = Path(out_json) if out_json else Path(f"{stem}.scores.json")
     out_png = Path(out_png) if out_png else out_json.with_name(f"{stem}.timeline.png")
-    title = f"{video.name}   {state['method']} / {recipe.get('name')} / seed {state['seed']}"
+    title = f"{video.name}   {record.method} / {recipe.get('name')} / seed {record.seed}"
     if weights == "random-init":
         title += "  [random-init]"
     plot_timeline(frame, out_png, fps=fps, title=title, threshold=threshold, snippet_len=clip_len)

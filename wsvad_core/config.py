@@ -1,27 +1,34 @@
-"""Resolve the validated config.yaml into the settings each stage uses, and check what the JSON
-schema cannot (names that must refer to each other)."""
+"""Resolve the validated config into the settings each stage uses, and check what the JSON
+schema cannot: names that must refer to each other, and every method hyper-parameter against
+its method's card (type and range), so that a typo stops ``snakemake -n``."""
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
-from wsvad_core.catalog import BACKBONE_FAMILIES, METHODS
+from wsvad_core.cards import ConfigValueError, backbone_card, cards, check_hparams, method_card
+from wsvad_core.recipes import normalize_recipe
 
 
 class ConfigError(ValueError):
     pass
 
 
+def _known(kind: str, name: str, known, where: str) -> None:
+    if name not in known:
+        raise ConfigError(f"{where}: unknown {kind} {name!r}; known: {sorted(known)}")
+
+
 def check_config(config: dict) -> None:
-    """Cross-references: every dataset's feature sets, methods and overrides must exist."""
-    fsets, methods = config["feature_sets"], config["methods"]
+    """Cross-references (every dataset's feature sets, methods and overrides must exist) and
+    every method hyper-parameter and recipe against the cards."""
+    registry = cards()
+    fsets = config["feature_sets"]
     for name, fs in fsets.items():
-        if fs["backbone"] not in BACKBONE_FAMILIES:
-            raise ConfigError(f"feature_sets.{name}.backbone: unknown backbone {fs['backbone']!r}; "
-                              f"known: {sorted(BACKBONE_FAMILIES)}")
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(f"methods.{m}: unknown method {m!r}; known: {sorted(METHODS)}")
+        _known("backbone", fs["backbone"], registry.backbones, f"feature_sets.{name}.backbone")
+    for m, values in (config.get("methods") or {}).items():
+        _known("method", m, registry.methods, f"methods.{m}")
+        _check_hparams(m, values or {}, f"methods.{m}")
     for ds_name, ds in config["datasets"].items():
         where = f"datasets.{ds_name}"
         for fs in ds["feature_sets"]:
@@ -29,45 +36,100 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"{where}.feature_sets: unknown feature set {fs!r}; "
                                   f"defined under feature_sets: {sorted(fsets)}")
         for m in ds["methods"]:
-            if m not in METHODS:
-                raise ConfigError(f"{where}.methods: unknown method {m!r}; known: {sorted(METHODS)}")
+            _known("method", m, registry.methods, f"{where}.methods")
         for fs in ds.get("feature_overrides", {}):
             if fs not in ds["feature_sets"]:
                 raise ConfigError(f"{where}.feature_overrides.{fs}: not one of this dataset's feature sets")
-        for m in ds.get("method_overrides", {}):
+        for fs in ds["feature_sets"]:
+            recipe(config, ds_name, fs)  # a bad recipe names the feature set and the dataset
+        for m, values in ds.get("method_overrides", {}).items():
             if m not in ds["methods"]:
                 raise ConfigError(f"{where}.method_overrides.{m}: not one of this dataset's methods")
+            _check_hparams(m, method_overrides(config, ds_name, m), f"{where}.method_overrides.{m}")
         for m, sets in ds.get("run_feature_sets", {}).items():
             if m not in ds["methods"]:
                 raise ConfigError(f"{where}.run_feature_sets.{m}: not one of this dataset's methods")
+            accepts = method_card(m).accepts
             for fs in sets:
                 if fs not in ds["feature_sets"]:
                     raise ConfigError(f"{where}.run_feature_sets.{m}: {fs!r} is not one of this "
                                       f"dataset's feature sets {ds['feature_sets']}")
-                family = BACKBONE_FAMILIES[fsets[fs]["backbone"]]
-                if family not in METHODS[m][0]:
+                kind = feature_kind(config, fs)
+                if kind not in accepts:
                     raise ConfigError(f"{where}.run_feature_sets.{m}: method {m} does not accept "
-                                      f"{fs!r} ({family} features); it accepts {METHODS[m][0]}")
+                                      f"{fs!r} ({kind} features); it accepts {accepts}")
+        _check_imports(config, ds_name)
     for ds in config.get("run_datasets", []):
         if ds not in config["datasets"]:
             raise ConfigError(f"run_datasets: unknown dataset {ds!r}; known: {sorted(config['datasets'])}")
 
 
+def import_specs(config: dict, dataset: str) -> dict[str, dict]:
+    """feature set -> normalised import spec of one dataset ({} when it imports nothing)."""
+    from wsvad_core.features.importers import normalize_import_spec
+
+    ds = config["datasets"][dataset]
+    try:
+        return {fs: normalize_import_spec(spec, f"datasets.{dataset}.import_features.{fs}")
+                for fs, spec in (ds.get("import_features") or {}).items()}
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_imports(config: dict, name: str) -> None:
+    """Published features (``import_features``) and what the dataset layouts support."""
+    from wsvad_core.features.importers import IMPORT_LAYOUTS
+
+    ds = config["datasets"][name]
+    where = f"datasets.{name}"
+    specs = import_specs(config, name)
+    for fs, spec in specs.items():
+        if fs not in ds["feature_sets"]:
+            raise ConfigError(f"{where}.import_features.{fs}: not one of this dataset's "
+                              f"feature_sets {ds['feature_sets']}")
+        kind, held = feature_kind(config, fs), IMPORT_LAYOUTS[spec["file_layout"]]["kind"]
+        if held != kind:
+            raise ConfigError(f"{where}.import_features.{fs}: file_layout {spec['file_layout']!r} holds "
+                              f"{held!r} features, but feature set {fs!r} is of kind {kind!r}")
+    if specs and "generate" in ds:
+        raise ConfigError(f"{where}: a generated dataset cannot import features")
+    extracted = [fs for fs in ds["feature_sets"] if fs not in specs]
+    if ds["layout"] != "ucf_crime" and extracted:
+        raise ConfigError(f"{where}.feature_sets: {extracted} would be extracted from videos, "
+                          f"which layout {ds['layout']!r} does not support; add them to "
+                          f"{where}.import_features")
+    if ds["layout"] in ("shanghaitech", "xd_violence") and not ds.get("test_list"):
+        raise ConfigError(f"{where}.test_list: layout {ds['layout']!r} needs the official "
+                          "test list")
+
+
+def _check_hparams(method: str, values: dict, where: str) -> None:
+    try:
+        check_hparams(method_card(method).hparams, values, where)
+    except ConfigValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def feature_kind(config: dict, feature_set: str) -> str:
+    """What kind of features a feature set holds (its backbone card's ``kind``)."""
+    return backbone_card(config["feature_sets"][feature_set]["backbone"]).kind
+
+
 def recipe(config: dict, dataset: str, feature_set: str) -> dict:
-    """The feature set's recipe with the dataset's overrides applied."""
+    """The feature set's recipe with the dataset's overrides applied, completed from its
+    backbone's defaults and checked (``wsvad_core/recipes.py``)."""
     r = copy.deepcopy(config["feature_sets"][feature_set])
     r.update(config["datasets"][dataset].get("feature_overrides", {}).get(feature_set, {}))
     r["name"] = feature_set
-    r["family"] = BACKBONE_FAMILIES[r["backbone"]]
-    r.setdefault("weights", None)
-    r.setdefault("init_seed", 0)
-    r.setdefault("batch_size", 8)
-    return r
+    try:
+        return normalize_recipe(r)
+    except ValueError as err:
+        raise ConfigError(f"datasets.{dataset}, feature set {feature_set}: {err}") from None
 
 
 def method_overrides(config: dict, dataset: str, method: str) -> dict:
     """config.methods.<m> overridden by datasets.<d>.method_overrides.<m>."""
-    o = dict(config["methods"].get(method) or {})
+    o = dict((config.get("methods") or {}).get(method) or {})
     o.update(config["datasets"][dataset].get("method_overrides", {}).get(method, {}))
     return o
 
@@ -88,13 +150,13 @@ def dataset_paths(config: dict, dataset: str) -> dict[str, Path]:
 
 
 def runs(config: dict, dataset: str) -> list[tuple[str, str, int]]:
-    """(method, feature_set, seed) of a dataset whose method accepts the feature set's family,
+    """(method, feature_set, seed) of a dataset whose method accepts the feature set's kind,
     restricted to ``run_feature_sets.<method>`` where the dataset names them."""
     ds = config["datasets"][dataset]
     out = []
     for m in ds["methods"]:
-        families = METHODS[m][0]
+        accepts = method_card(m).accepts
         for fs in ds.get("run_feature_sets", {}).get(m, ds["feature_sets"]):
-            if BACKBONE_FAMILIES[config["feature_sets"][fs]["backbone"]] in families:
+            if feature_kind(config, fs) in accepts:
                 out += [(m, fs, s) for s in ds.get("seeds", [0])]
     return out

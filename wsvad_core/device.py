@@ -1,10 +1,11 @@
 """Device selection and the per-job VRAM budget: every GPU job must fit on one 6 GB card.
 
-A GPU job calls ``select_device(vram_gb)`` once, before any other CUDA call. It gets the first
+A GPU job calls ``select_device(vram_mb)`` once, before any other CUDA call. It gets the first
 card CUDA_VISIBLE_DEVICES exposes (set by SLURM, by the user, or by the slot allocator in
 ``wsvad_core.gpu_slots`` on a multi-GPU workstation) and caps PyTorch's allocator to the budget,
 so a job that would not fit on a 6 GB card fails here too, even on a 80 GB one. The OOM then
 surfaces as ``BudgetExceededError`` (via ``vram_guard``), which names the config setting to lower.
+The budget is the job's ``vram_mb`` resource (``rules/common.smk``: 6144, one 6 GB card).
 """
 from __future__ import annotations
 
@@ -22,22 +23,22 @@ GiB = 2**30
 MiB = 2**20
 # The CUDA context (kernels, cuBLAS/cuDNN handles) lives outside the caching allocator and takes
 # roughly this much on the card; the allocator gets the rest of the budget.
-CUDA_CONTEXT_GB = float(os.environ.get("WSVAD_CUDA_CONTEXT_GB", "0.5"))
+CUDA_CONTEXT_MB = float(os.environ.get("WSVAD_CUDA_CONTEXT_MB", "512"))
 
 
 class BudgetExceededError(RuntimeError):
     """A CUDA out-of-memory error inside the per-job VRAM budget. The message names the
     setting to lower, so a failed Snakemake job says what to change in config.yaml."""
 
-    def __init__(self, setting_hint: str, budget_gb: float | None = None, peak: dict | None = None,
+    def __init__(self, setting_hint: str, budget_mb: float | None = None, peak: dict | None = None,
                  cause: BaseException | None = None):
         self.setting_hint = setting_hint
-        self.budget_gb = budget_gb
+        self.budget_mb = budget_mb
         self.peak = peak or {}
-        budget = f"the {budget_gb:g} GB" if budget_gb is not None else "the"
-        msg = (f"CUDA ran out of memory within {budget} per-job VRAM budget (config: gpu.vram_gb). "
-               f"Lower {setting_hint} in config.yaml and re-run; raise gpu.vram_gb only if every card "
-               f"you run on has that much memory.")
+        budget = f"the {budget_mb:g} MB" if budget_mb is not None else "the"
+        msg = (f"CUDA ran out of memory within {budget} per-job VRAM budget (the job's vram_mb "
+               f"resource). Lower {setting_hint} in the config and re-run; raise vram_mb "
+               f"(--set-resources RULE:vram_mb=N) only if every card you run on has that much memory.")
         if self.peak.get("peak_allocated_mb") is not None:
             msg += (f" Peak before the failure: {self.peak['peak_allocated_mb']:.0f} MB allocated, "
                     f"{self.peak['peak_reserved_mb']:.0f} MB reserved.")
@@ -65,12 +66,12 @@ def method_batch_hint(method: str, dataset: str | None = None) -> str:
 
 # -- device selection ---------------------------------------------------------------------------
 
-def budget_fraction(vram_gb: float, total_bytes: int, context_gb: float = CUDA_CONTEXT_GB) -> float:
+def budget_fraction(vram_mb: float, total_bytes: int, context_mb: float = CUDA_CONTEXT_MB) -> float:
     """Share of a card of ``total_bytes`` that the allocator may use so the job fits in
-    ``vram_gb`` including the CUDA context. 1.0 when the card is no larger than the budget."""
-    if vram_gb <= context_gb:
-        raise ValueError(f"gpu.vram_gb={vram_gb} leaves nothing after the ~{context_gb} GB CUDA context")
-    return min(1.0, (vram_gb - context_gb) * GiB / total_bytes)
+    ``vram_mb`` including the CUDA context. 1.0 when the card is no larger than the budget."""
+    if vram_mb <= context_mb:
+        raise ValueError(f"vram_mb={vram_mb} leaves nothing after the ~{context_mb:g} MB CUDA context")
+    return min(1.0, (vram_mb - context_mb) * MiB / total_bytes)
 
 
 def _wants_cpu(prefer: str | None) -> bool:
@@ -121,9 +122,9 @@ def deterministic_mode() -> bool:
     return True
 
 
-def select_device(vram_gb: float = 6.0, prefer: str | None = None) -> torch.device:
+def select_device(vram_mb: float = 6144, prefer: str | None = None) -> torch.device:
     """CUDA device 0 of what CUDA_VISIBLE_DEVICES exposes, with the allocator capped to
-    ``vram_gb``; else CPU. ``prefer`` (or $WSVAD_DEVICE): auto | cpu | cuda (cuda fails loudly
+    ``vram_mb``; else CPU. ``prefer`` (or $WSVAD_DEVICE): auto | cpu | cuda (cuda fails loudly
     when no card is usable instead of falling back). $WSVAD_DETERMINISTIC=1: see
     ``deterministic_mode``."""
     deterministic_mode()
@@ -142,43 +143,16 @@ def select_device(vram_gb: float = 6.0, prefer: str | None = None) -> torch.devi
         # CUDA_VISIBLE_DEVICES, so every card is still visible: address ours by its index.
         device = torch.device("cuda", slot_index)
     total = torch.cuda.get_device_properties(device).total_memory
-    fraction = budget_fraction(vram_gb, total)
+    fraction = budget_fraction(vram_mb, total)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     torch.cuda.reset_peak_memory_stats(device)
-    log.info("device: %s (%s, %.1f GB), VRAM budget %.1f GB -> allocator cap %.3f of the card, "
+    log.info("device: %s (%s, %.1f GB), VRAM budget %.0f MB -> allocator cap %.3f of the card, "
              "CUDA_VISIBLE_DEVICES=%s", device, torch.cuda.get_device_name(device), total / GiB,
-             vram_gb, fraction, os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))
+             vram_mb, fraction, os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))
     return device
 
 
 # -- inside the budget --------------------------------------------------------------------------
-
-def autocast_context(device: torch.device | str, enabled: bool = True,
-                     dtype: torch.dtype = torch.float16) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA (halves activation memory); a no-op on CPU, where fp16/bf16
-    autocast would change numerics without saving any VRAM."""
-    device = torch.device(device)
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=dtype)
-    return contextlib.nullcontext()
-
-
-def batch_size_for_budget(bytes_per_item: int, fixed_bytes: int, budget_bytes: int, max_batch: int,
-                          *, headroom: float = 0.9, setting_hint: str | None = None) -> int:
-    """Largest batch (1..max_batch) with ``fixed_bytes + n * bytes_per_item`` within ``headroom``
-    of the budget (the rest absorbs allocator fragmentation and cuDNN workspaces). Raises
-    BudgetExceededError when not even one item fits."""
-    if bytes_per_item <= 0 or max_batch < 1:
-        raise ValueError(f"bytes_per_item={bytes_per_item} and max_batch={max_batch} must be positive")
-    usable = budget_bytes * headroom - fixed_bytes
-    n = int(usable // bytes_per_item)
-    if n < 1:
-        raise BudgetExceededError(
-            setting_hint or "the batch size (or crops / frames per snippet)", budget_bytes / GiB,
-            cause=RuntimeError(f"model needs {fixed_bytes / MiB:.0f} MB + {bytes_per_item / MiB:.0f} MB "
-                               f"per item; the budget allows {budget_bytes * headroom / MiB:.0f} MB"))
-    return min(n, max_batch)
-
 
 def record_peak_memory(device: torch.device | str) -> dict:
     """Peak memory of this job so far, for logs and outputs. CUDA: allocator peaks since
@@ -195,7 +169,7 @@ def record_peak_memory(device: torch.device | str) -> dict:
 
 @contextlib.contextmanager
 def vram_guard(setting_hint: str, device: torch.device | str | None = None,
-               budget_gb: float | None = None) -> Iterator[None]:
+               budget_mb: float | None = None) -> Iterator[None]:
     """Turn a CUDA OOM inside the block into BudgetExceededError naming ``setting_hint``
     (e.g. ``feature_batch_hint("i3d_r50")``)."""
     try:
@@ -205,4 +179,4 @@ def vram_guard(setting_hint: str, device: torch.device | str | None = None,
         if device is not None and torch.device(device).type == "cuda":
             with contextlib.suppress(Exception):
                 peak = record_peak_memory(device)
-        raise BudgetExceededError(setting_hint, budget_gb, peak, cause=e) from e
+        raise BudgetExceededError(setting_hint, budget_mb, peak, cause=e) from e

@@ -38,7 +38,7 @@ from sklearn.decomposition import MiniBatchDictionaryLearning
 from sklearn.utils import gen_batches
 from sklearn.utils.extmath import randomized_svd
 
-from .methods.segments import apply_segment_policy
+from .data.segments import apply_segment_policy
 
 __all__ = [
     "build_dictionary",
@@ -151,11 +151,9 @@ def learn_dictionary(features: np.ndarray, n_atoms: int, seed: int = OFFICIAL_SE
 
 
 def _read_manifest(manifest: Any):
-    import pandas as pd
+    from .data.manifest import read_manifest
 
-    if isinstance(manifest, (str, Path)):
-        return pd.read_csv(manifest)
-    return manifest
+    return read_manifest(manifest) if isinstance(manifest, (str, Path)) else manifest
 
 
 def normal_training_matrix(store: Any, manifest: Any, n_segments: int = 32,

@@ -23,7 +23,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         if tmp_path.exists():
-            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared files
+            os.chmod(tmp_path, shared_mode())  # mkstemp makes 0600; outputs are shared files
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -32,13 +32,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and paths show up in metrics and provenance dicts
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for what shows up in metrics, recipes and provenance: numpy
+    scalars and paths."""
     if hasattr(obj, "item"):
         return obj.item()
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def shared_mode(mode: int = 0o666) -> int:
+    """``mode`` under the process umask: what an output made by mkstemp/mkdtemp should get."""
+    return mode & ~_UMASK

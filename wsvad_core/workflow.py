@@ -6,7 +6,7 @@ import logging
 import sys
 
 
-def start(snakemake) -> logging.Logger:
+def setup_job(snakemake) -> logging.Logger:
     log_file = open(snakemake.log[0], "w", buffering=1)
     sys.stderr = sys.stdout = log_file
     logging.basicConfig(stream=log_file, level=logging.INFO, force=True,

@@ -6,7 +6,6 @@ with the file, the 1-based line number and the problem.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -133,16 +132,6 @@ def read_ucf_temporal_annotation(path: str | os.PathLike) -> dict[str, VideoAnno
     return out
 
 
-def parse_ucf_temporal_annotation(path: str | os.PathLike) -> dict[str, list[tuple[int, int]]]:
-    """video_id -> inclusive intervals (empty for normal videos)."""
-    return {k: list(v.intervals) for k, v in read_ucf_temporal_annotation(path).items()}
-
-
-def parse_ucf_temporal_annotation_classes(path: str | os.PathLike) -> dict[str, str]:
-    """video_id -> class name (``Normal`` for normal videos)."""
-    return {k: v.cls for k, v in read_ucf_temporal_annotation(path).items()}
-
-
 def read_urdmu_ucf_annotation(path: str | os.PathLike) -> dict[str, VideoAnnotation]:
     """UR-DMU's ``UCF_Annotation.txt``: ``Class/name.mp4 n_frames Class s1 e1 s2 e2``."""
     path = Path(path)
@@ -235,22 +224,4 @@ def parse_xd_violence_annotation(path: str | os.PathLike) -> dict[str, list[tupl
         video_id = strip_video_suffix(fields[0])
         _check_unique(path, seen, video_id, line_no)
         out[video_id] = list(_intervals(path, line_no, fields[1:], exclusive_end=True))
-    return out
-
-
-def read_shanghaitech_frame_counts(path: str | os.PathLike) -> dict[str, int]:
-    """S3R's ``shanghaitech_ground_truth.testing.json`` (``{video: {num_frames, labels}}``):
-    video -> GT length, which is the feature length T times 16."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AnnotationError(path, e.lineno, f"invalid JSON: {e.msg}") from None
-    out = {}
-    for vid, entry in data.items():
-        try:
-            out[vid] = int(entry["num_frames"])
-        except (KeyError, TypeError, ValueError):
-            raise AnnotationError(path, None,
-                                  f"video {vid!r} has no integer 'num_frames'") from None
     return out

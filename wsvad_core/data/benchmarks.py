@@ -21,7 +21,6 @@ per-crop feature folders repeat) and ``n_frames`` (-1 where the official files d
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -38,7 +37,6 @@ SH_ABNORMAL_CLASS = "Anomaly"   # ShanghaiTech's weak split has no anomaly class
 UCF_TEST_NORMAL_FOLDER = "Testing_Normal_Videos_Anomaly"
 # file keys a dataset entry may name (relative to annotation_dir, or to root without one)
 FILE_KEYS = ("train_list", "test_annotation", "test_list", "test_frame_counts", "abnormal_train_list")
-COLUMNS = ["video_id", "path", "split", "label", "class", "n_frames", "fps"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,7 @@ class BenchmarkVideo:
     folder: str = ""    # folder of the official relative path ("Abuse", "Training_Normal_...")
     n_frames: int = -1  # -1: not given by the official files
     relpath: str = ""   # video file relative to the dataset root
+    source: str = ""    # the list/annotation file and line that name it (for error messages)
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -91,10 +90,11 @@ def _ordered(path: Path, got: list, order: list[str], key=lambda x: x.video_id) 
 
 def _ucf_crime(files: Mapping[str, Path]) -> list[BenchmarkVideo]:
     out = []
-    for e in read_ucf_video_list(_need(files, "train_list", "ucf_crime")):
+    train_list = _need(files, "train_list", "ucf_crime")
+    for e in read_ucf_video_list(train_list):
         out.append(BenchmarkVideo(e.video_id, "train", 0 if is_normal(e.cls, e.video_id) else 1,
                                   e.cls, PurePosixPath(e.relpath).parent.as_posix().strip("."),
-                                  -1, e.relpath))
+                                  -1, e.relpath, f"{train_list}, line {e.line_no}"))
     ann_path = _need(files, "test_annotation", "ucf_crime")
     test = []
     for a in read_test_annotation(ann_path).values():
@@ -103,7 +103,8 @@ def _ucf_crime(files: Mapping[str, Path]) -> list[BenchmarkVideo]:
         test.append(BenchmarkVideo(a.video_id, "test", 0 if normal else 1,
                                    NORMAL_CLASS if normal else a.cls,
                                    PurePosixPath(rel).parent.as_posix().strip("."),
-                                   a.n_frames if a.n_frames is not None else -1, rel))
+                                   a.n_frames if a.n_frames is not None else -1, rel,
+                                   f"{ann_path}, line {a.line_no}"))
     if "test_list" in files:
         test = _ordered(files["test_list"], test, read_feature_list_ids(files["test_list"]))
     return out + test
@@ -187,68 +188,12 @@ def benchmark_videos(layout: str, files: Mapping[str, str | os.PathLike]) -> lis
     if layout not in _BUILDERS:
         raise ValueError(f"unknown dataset layout {layout!r}; known: {list(_BUILDERS)}")
     videos = _BUILDERS[layout]({k: Path(v) for k, v in files.items()})
-    seen: dict[str, str] = {}
+    seen: dict[str, BenchmarkVideo] = {}
     for v in videos:
         if v.video_id in seen:
-            raise AnnotationError(files.get("train_list", "?"), None, f"video {v.video_id!r} is "
-                                  f"listed in both the {seen[v.video_id]} and {v.split} splits")
-        seen[v.video_id] = v.split
+            first = seen[v.video_id]
+            raise AnnotationError(v.source or files.get("train_list", "?"), None,
+                                  f"video {v.video_id!r} is also listed in the {first.split} split "
+                                  f"({first.source or 'its list'}); video ids must be unique across splits")
+        seen[v.video_id] = v
     return videos
-
-
-def benchmark_manifest(layout: str, files: Mapping[str, str | os.PathLike],
-                       video_root: str | os.PathLike):
-    """The manifest (``manifest.COLUMNS``) without opening any video: ``path`` is where the
-    video would be under ``video_root``; ``n_frames`` -1 and ``fps`` NaN where unknown."""
-    import pandas as pd
-
-    root = Path(os.path.abspath(video_root))
-    rows = [(v.video_id, str(root / v.relpath), v.split, v.label, v.cls, v.n_frames, math.nan)
-            for v in benchmark_videos(layout, files)]
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({"label": "int64", "n_frames": "int64", "fps": "float64"})
-
-
-# import layout -> the feature family its files hold
-IMPORT_FAMILIES = {"rtfm": "i3d", "urdmu": "i3d", "vadclip": "clip"}
-
-
-def import_specs(config: Mapping, dataset: str) -> dict[str, dict]:
-    """feature set -> normalised import spec of one dataset ({} when it imports nothing)."""
-    from wsvad_core.features.importers import normalize_import_spec
-
-    ds = config["datasets"][dataset]
-    return {fs: normalize_import_spec(spec, f"datasets.{dataset}.import_features.{fs}")
-            for fs, spec in (ds.get("import_features") or {}).items()}
-
-
-def check_benchmark_config(config: Mapping) -> None:
-    """What the schema cannot say about benchmark datasets and imported feature sets."""
-    from wsvad_core.catalog import BACKBONE_FAMILIES
-    from wsvad_core.config import ConfigError
-
-    for name, ds in config["datasets"].items():
-        where = f"datasets.{name}"
-        try:
-            specs = import_specs(config, name)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        for fs, spec in specs.items():
-            if fs not in ds["feature_sets"]:
-                raise ConfigError(f"{where}.import_features.{fs}: not one of this dataset's "
-                                  f"feature_sets {ds['feature_sets']}")
-            family = BACKBONE_FAMILIES[config["feature_sets"][fs]["backbone"]]
-            if IMPORT_FAMILIES[spec["layout"]] != family:
-                raise ConfigError(f"{where}.import_features.{fs}: layout {spec['layout']!r} holds "
-                                  f"{IMPORT_FAMILIES[spec['layout']]!r} features, but feature set "
-                                  f"{fs!r} is of family {family!r}")
-        if specs and "generate" in ds:
-            raise ConfigError(f"{where}: a generated dataset cannot import features")
-        extracted = [fs for fs in ds["feature_sets"] if fs not in specs]
-        if ds["layout"] != "ucf_crime" and extracted:
-            raise ConfigError(f"{where}.feature_sets: {extracted} would be extracted from videos, "
-                              f"which layout {ds['layout']!r} does not support; add them to "
-                              f"{where}.import_features")
-        if ds["layout"] in ("shanghaitech", "xd_violence") and not ds.get("test_list"):
-            raise ConfigError(f"{where}.test_list: layout {ds['layout']!r} needs the official "
-                              "test list")

@@ -6,7 +6,6 @@ frame by frame (RTFM's convention; UCF-Crime with T = ceil(n/16) gives 1,114,144
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +16,6 @@ import numpy as np
 from wsvad_core.io import atomic_path
 
 ORDER_KEY = "__order__"
-PROTOCOL_KEY = "__protocol__"
 
 
 def frame_labels(n_snippets: int, clip_len: int, intervals: Iterable[Sequence[int]]
@@ -94,17 +92,11 @@ def mask_ground_truth(video_ids: Iterable[str], mask_dir: str | os.PathLike,
     return gt
 
 
-def save_ground_truth(path: str | os.PathLike, gt: Mapping[str, np.ndarray],
-                      protocol: Mapping | None = None) -> None:
-    """One array per video plus ``__order__`` (a str array, so no pickle on load) and, when
-    given, ``__protocol__`` (how to score against this GT: test crops, primary metric), as a
-    JSON string; atomic."""
-    for key in (ORDER_KEY, PROTOCOL_KEY):
-        if key in gt:
-            raise ValueError(f"{path}: video id {key!r} is reserved")
+def save_ground_truth(path: str | os.PathLike, gt: Mapping[str, np.ndarray]) -> None:
+    """One array per video plus ``__order__`` (a str array, so no pickle on load); atomic."""
+    if ORDER_KEY in gt:
+        raise ValueError(f"{path}: video id {ORDER_KEY!r} is reserved")
     arrays = {ORDER_KEY: np.array(list(gt), dtype=str)}
-    if protocol is not None:
-        arrays[PROTOCOL_KEY] = np.array(json.dumps(dict(protocol), sort_keys=True))
     arrays.update({vid: np.asarray(v, dtype=np.uint8) for vid, v in gt.items()})
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:  # a file handle stops numpy from appending ".npz"
@@ -119,30 +111,21 @@ def load_ground_truth(path: str | os.PathLike) -> "OrderedDict[str, np.ndarray]"
         return OrderedDict((str(v), npz[str(v)]) for v in npz[ORDER_KEY])
 
 
-def load_protocol(path: str | os.PathLike) -> dict:
-    """The scoring protocol saved with a GT file ({} when there is none)."""
-    with np.load(path, allow_pickle=False) as npz:
-        if PROTOCOL_KEY not in npz.files:
-            return {}
-        return json.loads(str(npz[PROTOCOL_KEY]))
-
-
 def build_store_ground_truth(manifest: str | os.PathLike, store_dir: str | os.PathLike,
                              test_annotation: str | os.PathLike, clip_len: int,
-                             out: str | os.PathLike, layout: str = "ucf_crime",
-                             protocol: Mapping | None = None) -> "OrderedDict[str, np.ndarray]":
+                             out: str | os.PathLike, layout: str = "ucf_crime"
+                             ) -> "OrderedDict[str, np.ndarray]":
     """The `ground_truth` stage: frame labels of every test video in the manifest, T·clip_len
-    long with T from the feature store, saved as .npz with the scoring ``protocol``.
+    long with T from the feature store, saved as .npz.
 
     ``test_annotation`` by layout: ``ucf_crime`` Sultani's or UR-DMU's annotation (inclusive
     frames); ``xd_violence`` ``annotations.txt`` (end-exclusive); ``shanghaitech`` the
     ``test_frame_mask`` folder (masks edge-padded or cut to T·clip_len, as RTFM's gt-sh.npy)."""
-    import pandas as pd
-
     from wsvad_core.data.annotations import parse_xd_violence_annotation, read_test_annotation
+    from wsvad_core.data.manifest import read_manifest
     from wsvad_core.features.store import open_store
 
-    df = pd.read_csv(manifest, dtype={"video_id": str}, keep_default_na=False)
+    df = read_manifest(manifest)
     test = df[df["split"] == "test"]
     store = open_store(store_dir)
     missing = [v for v in test["video_id"].astype(str) if v not in store]
@@ -167,5 +150,5 @@ def build_store_ground_truth(manifest: str | os.PathLike, store_dir: str | os.Pa
         else:
             raise ValueError(f"unknown dataset layout {layout!r}")
         gt = build_ground_truth(test, n_snippets, clip_len, intervals)
-    save_ground_truth(out, gt, protocol)
+    save_ground_truth(out, gt)
     return gt

@@ -1,10 +1,10 @@
 """A training video's segments read piece by piece from the feature store.
 
-``apply_policy(policy, store[video], S)`` holds the whole video in float16 and float32 at once:
+``apply_segment_policy(policy, store[video], S)`` holds the whole video in float16 and float32 at once:
 fine for most videos, but UCF-Crime's training set has a video of 61,032 snippets (7.5 GB as
 10 crops x 2048-d float32). For videos over ``chunk_bytes`` this reads only what each segment
 needs (its snippet range for ``meanpool`` / ``pad_pool``, its two neighbours for ``resize``)
-and computes the segment exactly as ``wsvad_core.methods.segments`` does, so the result is
+and computes the segment exactly as ``wsvad_core.data.segments`` does, so the result is
 bit-identical while peak memory is bounded by the longest segment.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from wsvad_core.features.store import check_video_features
-from wsvad_core.methods.segments import apply_policy, segment_bounds
+from wsvad_core.data.segments import apply_segment_policy, segment_bounds
 
 CHUNK_BYTES = 64 * 2**20  # videos above this (as float32) are read segment by segment
 
@@ -26,7 +26,7 @@ def video_segments(store, video_id: str, policy: str, n_segments: int, dim: int 
     if array is None or small or policy not in ("meanpool", "resize", "pad_pool"):
         feats = np.asarray(store[video_id], dtype=np.float32)
         check_video_features(store, video_id, feats, dim=dim, crops=crops)
-        return apply_policy(policy, feats, n_segments)
+        return apply_segment_policy(policy, feats, n_segments)
     z = array(video_id)
     c, t, d = shape
     s = int(n_segments)
@@ -38,7 +38,7 @@ def video_segments(store, video_id: str, policy: str, n_segments: int, dim: int 
 
     out = np.empty((c, s, d), dtype=np.float32)
     if policy == "pad_pool" and t <= s:  # never large: at most S snippets
-        return apply_policy(policy, read(0, t), s)
+        return apply_segment_policy(policy, read(0, t), s)
     if policy in ("meanpool", "pad_pool"):
         r = segment_bounds(t, s)
         for i in range(s):
@@ -47,7 +47,7 @@ def video_segments(store, video_id: str, policy: str, n_segments: int, dim: int 
             else:  # fewer snippets than segments: the snippet at the range start
                 out[:, i] = read(r[i], r[i] + 1)[:, 0]
         return out
-    # resize: linear interpolation with half-pixel centres, as methods/segments.py resize()
+    # resize: linear interpolation with half-pixel centres, as data/segments.py resize()
     src = np.clip((np.arange(s, dtype=np.float64) + 0.5) * (t / s) - 0.5, 0.0, t - 1)
     i0 = np.floor(src).astype(np.int64)
     i1 = np.minimum(i0 + 1, t - 1)

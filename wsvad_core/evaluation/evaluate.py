@@ -90,12 +90,6 @@ def _read_ahead(store, video_ids: list[str], crops, dim):
                 fut.cancel()
 
 
-def load_ground_truth(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        order = [str(v) for v in npz["__order__"]]
-        return {vid: npz[vid] for vid in order}
-
-
 def evaluate_scores(snippet_scores: dict[str, np.ndarray], gt: dict[str, np.ndarray],
                     video_labels: dict[str, int], clip_len: int,
                     far_threshold: float = 0.5) -> tuple[dict, dict[str, np.ndarray]]:
@@ -118,27 +112,3 @@ def save_scores(path: str | Path, snippet_scores: dict[str, np.ndarray],
     arrays.update({f"frame/{k}": v.astype(np.float32) for k, v in frame_scores.items()})
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-
-
-def make_eval_fn(store, ground_truth: str | Path, manifest: str | Path, device: torch.device):
-    """The metric the official loops select checkpoints by ("best on test"), as a function of
-    the model: scores the test videos with the GT file's protocol (test crops) and returns its
-    primary metric (frame AUC; AP on XD-Violence)."""
-    import pandas as pd
-
-    from wsvad_core.data.ground_truth import load_protocol
-
-    gt = load_ground_truth(ground_truth)
-    protocol = load_protocol(ground_truth)
-    df = pd.read_csv(manifest, dtype={"video_id": str}, keep_default_na=False)
-    labels = dict(zip(df["video_id"], df["label"].astype(int)))
-    metric = protocol.get("primary_metric", "auc")
-    clip_len = int(protocol.get("clip_len", 16))
-
-    def eval_fn(model) -> float:
-        snippet = score_videos(model, store, list(gt), device, progress=False,
-                               crops=protocol.get("test_crops"))
-        metrics, _ = evaluate_scores(snippet, gt, labels, clip_len)
-        return float(metrics[metric])
-
-    return eval_fn

@@ -8,35 +8,41 @@ loudly logged as ``RANDOM-INIT``: such features exercise the pipeline but mean n
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
 import warnings
-import zipfile
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from wsvad_core.cards import BackboneCard
 from wsvad_core.errors import WeightsMismatchError
+from wsvad_core.weights import file_sha256, load_state_dict_strict, read_state_dict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backbone", "register_backbone", "create_backbone", "list_backbones", "backbone_class",
-           "read_state_dict", "load_state_dict_strict", "weights_provenance", "file_sha256"]
+__all__ = ["Backbone", "register_backbone", "create_backbone", "list_backbones", "backbone_class"]
 
 _REGISTRY: dict[str, type["Backbone"]] = {}
 
 
 class Backbone(nn.Module):
-    """A frozen feature extractor. Subclasses set ``family``, ``dim`` and ``defaults`` (the
-    recipe values their pretrained weights expect) and implement ``embed``."""
+    """A frozen feature extractor. Subclasses set ``kind`` (what methods accept: a method
+    card's ``accepts``), ``dim``, ``defaults`` (the recipe values their pretrained weights
+    expect) and ``version`` (bumped when a change alters the features), and implement ``embed``.
+    These class attributes are the backbone's card (``wsvad_core/cards.py``)."""
 
     name: str = ""
-    family: str = ""
+    kind: str = ""
     dim: int = 0
     defaults: dict = {}
+    patches: bool = False  # runs on a grid of patches of every frame (features/patches.py)
+    version: str = "1"
+
+    @classmethod
+    def card(cls) -> BackboneCard:
+        return BackboneCard(name=cls.name, kind=cls.kind, dim=int(cls.dim), patches=bool(cls.patches),
+                            defaults=dict(cls.defaults), version=str(cls.version))
 
     def __init__(self, recipe: Mapping, state_dict: Mapping[str, torch.Tensor] | None = None,
                  weights_path: str | None = None):
@@ -77,91 +83,6 @@ def backbone_class(name: str) -> type[Backbone]:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown backbone {name!r}; registered: {list_backbones()}") from None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def weights_provenance(recipe: Mapping) -> dict:
-    """What the features of ``recipe`` are made from, without building the network."""
-    weights = recipe.get("weights")
-    if weights is None:
-        return {"weights": "random-init", "init_seed": int(recipe.get("init_seed") or 0)}
-    if not Path(weights).is_file():
-        raise FileNotFoundError(f"backbone weights file {weights} (recipe key 'weights') does not exist")
-    return {"weights": str(weights), "sha256": file_sha256(weights)}
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a ``torch.save``d state dict, possibly nested under ``state_dict``, ``model``
-    or ``model_state`` (pytorchvideo checkpoints); a TorchScript archive (OpenAI's CLIP files)
-    is read through ``torch.jit.load``. A ``module.`` prefix (DataParallel) is dropped."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"backbone weights file {path} (recipe key 'weights') does not exist")
-    if path.endswith(".safetensors"):  # Hugging Face checkpoints (TimeSformer)
-        try:
-            from safetensors.torch import load_file
-
-            return dict(load_file(path, device="cpu"))
-        except Exception as err:
-            raise WeightsMismatchError(path, f"cannot be read as a safetensors file: {err}") from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        if not _is_torchscript(path):
-            raise WeightsMismatchError(path, f"cannot be read as a torch state dict "
-                                             f"(torch.load, weights_only=True): {err}") from err
-        try:
-            obj = torch.jit.load(path, map_location="cpu").state_dict()
-        except Exception as err2:
-            raise WeightsMismatchError(path, f"TorchScript archive cannot be loaded: {err2}") from err2
-    for _ in range(4):  # unwrap training checkpoints: {"model_state": {...}, "epoch": ...}
-        if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        if isinstance(obj, Mapping):
-            inner = next((obj[k] for k in ("state_dict", "model_state", "model") if isinstance(obj.get(k), Mapping)), None)
-            if inner is not None:
-                obj = inner
-                continue
-        keys = list(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__
-        raise WeightsMismatchError(path, f"holds no state dict of tensors (top level: {keys}); "
-                                         "expected a dict of tensors, possibly under 'state_dict' or 'model'")
-    sd = dict(obj)
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def _is_torchscript(path: str) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
-    except zipfile.BadZipFile:
-        return False
-
-
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str,
-                           what: str, may_be_missing: Iterable[str] = ()) -> None:
-    """``load_state_dict(strict=True)`` that reports every problem at once.
-
-    ``may_be_missing`` names keys the features never use (a classifier head); BatchNorm's
-    ``num_batches_tracked`` counters may be missing too (older checkpoints, unused in eval)."""
-    own = module.state_dict()
-    tolerated = set(may_be_missing)
-    missing = [k for k in own if k not in state_dict and k not in tolerated
-               and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f"{k} (file {tuple(state_dict[k].shape)}, model {tuple(own[k].shape)})"
-                  for k in state_dict if k in own and state_dict[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        hint = ""
-        if any("positional_embedding" in m for m in mismatched):
-            hint = " (positional embedding size differs: the weights expect another crop_size)"
-        raise WeightsMismatchError(path, f"does not fit {what}{hint}", missing, unexpected, mismatched)
-    module.load_state_dict({k: v for k, v in state_dict.items()}, strict=False)
 
 
 def create_backbone(name: str, recipe: Mapping) -> Backbone:
@@ -212,7 +133,7 @@ class I3DR50(Backbone):
     pooled, pre-projection vector; the head's fixed 4x7x7 pool assumes 8x224x224 input, a
     global mean works at any clip length and crop size)."""
 
-    family = "i3d"
+    kind = "i3d"
     dim = 2048
     # pytorchvideo's Kinetics recipe: mean/std on [0, 1] RGB
     defaults = {"clip_len": 16, "frames_per_snippet": 16, "resize": 256, "crop_size": 224,
@@ -246,7 +167,7 @@ class ClipViTB16(Backbone):
     """open_clip ViT-B/16 image tower: ``encode_image`` (unnormalised 512-d embedding) of each
     sampled frame, averaged over the frames of a snippet."""
 
-    family = "clip"
+    kind = "clip"
     dim = 512
     defaults = {"clip_len": 16, "frames_per_snippet": 16, "resize": 224, "crop_size": 224,
                 "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
@@ -286,9 +207,9 @@ class ClipViTB16(Backbone):
 class I3DR50Patch(I3DR50):
     """The same I3D-R50 (same weights files) run on every cell of a grid of spatial patches
     (recipe key ``patch_grid: [rows, cols]``; ``features/patches.py``): store ``(rows*cols, T,
-    2048)``, family ``i3d_patch`` (SSRL's multi-scale patch features)."""
+    2048)``, kind ``i3d_patch`` (SSRL's multi-scale patch features)."""
 
-    family = "i3d_patch"
+    kind = "i3d_patch"
     patches = True
 
 
@@ -305,7 +226,7 @@ class TimeSformer(Backbone):
     ``TimesformerForVideoClassification`` state dict (``.safetensors`` or torch file); its
     ``timesformer.`` prefix and classifier are dropped. Without a file: random init (loud)."""
 
-    family = "timesformer"
+    kind = "timesformer"
     dim = 768
     defaults = {"clip_len": 16, "frames_per_snippet": 8, "resize": 224, "crop_size": 224,
                 "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225]}
@@ -347,3 +268,18 @@ class TimeSformer(Backbone):
         # (N, 3, F, S, S) -> the (N, F, 3, S, S) pixel_values transformers expects
         out = self.model(pixel_values=clips.transpose(1, 2)).last_hidden_state
         return out[:, 0]
+
+
+@register_backbone("i3d_kinetics")
+class I3DKinetics(Backbone):
+    """Kinetics I3D (InceptionV1), 1024-d: the UR-DMU / XD-Violence family, imported from the
+    published features (no extractor yet)."""
+
+    kind = "i3d"
+    dim = 1024
+    defaults = {"clip_len": 16, "frames_per_snippet": 16, "resize": 256, "crop_size": 224,
+                "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+    def __init__(self, recipe, state_dict=None, weights_path=None):
+        raise NotImplementedError("backbone i3d_kinetics: features of this family are imported "
+                                  "(datasets.<d>.import_features), not extracted")

@@ -7,8 +7,6 @@ file, and the arrays already written in that run stay valid.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -22,92 +20,18 @@ import torch
 from tqdm import tqdm
 
 from wsvad_core.errors import FeatureError, VideoReadError
-from wsvad_core.features.backbones import backbone_class, create_backbone, weights_provenance
+from wsvad_core.features.backbones import create_backbone
+from wsvad_core.weights import weights_provenance
 from wsvad_core.features.decode import SnippetReader, n_snippets
-from wsvad_core.features.store import finalize_store, write_video_array
+from wsvad_core.features.store import write_video_array
 from wsvad_core.features.transforms import preprocess
+from wsvad_core.recipes import normalize_recipe, recipe_fingerprint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["normalize_recipe", "recipe_fingerprint", "extract_videos", "extract_shard", "merge_shards"]
+__all__ = ["extract_videos", "extract_shard"]
 
-COMMON_DEFAULTS = {"clip_len": 16, "stride": 16, "crops": "center", "weights": None, "init_seed": 0,
-                   "batch_size": 8}
-# keys that do not change the features: left out of the fingerprint
-RUNTIME_KEYS = ("batch_size", "name")
 QUEUE_BATCHES = 3
-
-
-def normalize_recipe(recipe: Mapping) -> dict:
-    """The recipe with the backbone's defaults filled in and checked; adds ``family``."""
-    r = dict(recipe)
-    if "backbone" not in r:
-        raise ValueError(f"feature recipe has no 'backbone' key: {r}")
-    cls = backbone_class(r["backbone"])
-    for k, v in {**COMMON_DEFAULTS, **cls.defaults}.items():
-        if r.get(k) is None and k != "weights":
-            r[k] = v
-    r.setdefault("weights", None)
-    if r.get("family") not in (None, cls.family):
-        raise ValueError(f"feature recipe: family {r['family']!r} does not match backbone "
-                         f"{r['backbone']} (family {cls.family!r})")
-    r["family"] = cls.family
-    for k in ("clip_len", "stride", "frames_per_snippet", "resize", "crop_size", "init_seed", "batch_size"):
-        r[k] = int(r[k])
-    r["mean"], r["std"] = [float(x) for x in r["mean"]], [float(x) for x in r["std"]]
-    problems = []
-    if min(r["clip_len"], r["stride"], r["batch_size"], r["crop_size"]) < 1:
-        problems.append("clip_len, stride, batch_size and crop_size must be >= 1")
-    if not 1 <= r["frames_per_snippet"] <= r["clip_len"]:
-        problems.append(f"frames_per_snippet={r['frames_per_snippet']} must be in [1, clip_len={r['clip_len']}]")
-    if r["family"].startswith("i3d") and r["frames_per_snippet"] != r["clip_len"]:
-        problems.append("i3d backbones take every frame of a snippet: frames_per_snippet must equal clip_len")
-    if r["crops"] not in ("center", "ten"):
-        problems.append(f"crops must be 'center' or 'ten', got {r['crops']!r}")
-    # patch recipes (``*_patch`` backbones): the grid's cells are resized to crop_size, so the
-    # crop may exceed the frame; the grid is recorded only where it exists, so the
-    # fingerprints of snippet recipes stay what they were
-    wants_patches = bool(getattr(cls, "patches", False))
-    if wants_patches:
-        from wsvad_core.features.patches import parse_grid
-
-        if r.get("patch_grid") is None:
-            problems.append(f"backbone {r['backbone']} extracts patches: the recipe needs "
-                            "patch_grid: [rows, cols]")
-        else:
-            try:
-                r["patch_grid"] = list(parse_grid(r["patch_grid"]))
-            except ValueError as err:
-                problems.append(str(err))
-            if r["crops"] != "center":
-                problems.append(f"patch features take one view per patch: crops must be 'center', "
-                                f"got {r['crops']!r}")
-    elif r.get("patch_grid") is not None:
-        problems.append(f"patch_grid is set but backbone {r['backbone']} does not extract patches "
-                        f"(use {r['backbone']}_patch)")
-    else:
-        r.pop("patch_grid", None)
-    if not wants_patches and r["resize"] < r["crop_size"]:
-        problems.append(f"resize (short side {r['resize']}) must be >= crop_size ({r['crop_size']})")
-    if len(r["mean"]) != 3 or len(r["std"]) != 3 or min(r["std"]) <= 0:
-        problems.append("mean and std need 3 values each, std > 0")
-    if problems:
-        raise ValueError(f"feature recipe for {r['backbone']}: " + "; ".join(problems))
-    if r["stride"] != r["clip_len"]:
-        log.warning("recipe stride %d != clip_len %d: ground truth and evaluation assume "
-                    "T * clip_len frames per video", r["stride"], r["clip_len"])
-    return r
-
-
-def recipe_fingerprint(recipe: Mapping) -> str:
-    """sha256 of the normalised recipe, without keys that do not change the features
-    (``batch_size``, ``name``; ``init_seed`` when a weights file is used)."""
-    r = normalize_recipe(recipe)
-    key = {k: v for k, v in r.items() if k not in RUNTIME_KEYS}
-    if key["weights"] is not None:
-        key.pop("init_seed")
-    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Decoder(threading.Thread):
@@ -287,73 +211,38 @@ def _embed(model, frames: torch.Tensor, r: Mapping, device: torch.device, use_am
     return y.float().reshape(b, c, -1).cpu()
 
 
-def extract_shard(manifest: str | os.PathLike, shard: int, n_shards: int, recipe: Mapping,
-                  store_dir: str | os.PathLike, marker_out: str | os.PathLike,
-                  device: str | torch.device | None = None, progress: bool = True,
-                  vram_gb: float = 6.0) -> dict:
-    """The ``extract_shard`` rule: extract the manifest's videos of one shard into the store
-    and write the shard's marker JSON (videos, recipe fingerprint, weights provenance, timing).
-    The marker is written last, so it exists only when every array of the shard is complete."""
-    import pandas as pd
+def extract_shard(rows: Sequence[Mapping], recipe: Mapping, store_dir: str | os.PathLike,
+                  marker_out: str | os.PathLike, device: str | torch.device | None = None,
+                  progress: bool = True, vram_mb: float = 6144) -> dict:
+    """The ``extract_shard`` rule: extract one shard's videos (manifest rows, given by the DAG)
+    into the store and write the shard's marker JSON (videos, recipe fingerprint, weights
+    provenance, the store's root attributes, timing). The marker is written last, so it exists
+    only when every array of the shard is complete."""
+    from wsvad_core.device import feature_batch_hint, select_device, vram_guard
+    from wsvad_core.features.store import write_shard_marker
 
-    from wsvad_core.data.shards import shard_of
-    from wsvad_core.device import feature_batch_hint, record_peak_memory, select_device, vram_guard
-    from wsvad_core.io import write_json
-
-    df = pd.read_csv(manifest, dtype={"video_id": str})
-    rows = [row for row in df.to_dict("records") if shard_of(str(row["video_id"]), n_shards) == int(shard)]
+    rows = list(rows)
     r = normalize_recipe(recipe)
-    # This shard is about to replace arrays: the merged store stops being complete until the
-    # merge runs again, so its root metadata (what marks it complete) goes first.
+    # This shard is about to replace arrays: the finalised store stops being complete until it
+    # is finalised again, so its root metadata (what marks it complete) goes first.
     Path(store_dir, "zarr.json").unlink(missing_ok=True)
-    device = torch.device(device) if device is not None else select_device(vram_gb)
+    device = torch.device(device) if device is not None else select_device(vram_mb)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     backbone = create_backbone(r["backbone"], r) if rows else None
-    with vram_guard(feature_batch_hint(r.get("name", r["backbone"])), device, vram_gb):
+    with vram_guard(feature_batch_hint(r.get("name", r["backbone"])), device, vram_mb):
         summaries = extract_videos(rows, r, store_dir, device, progress, backbone=backbone)
     seconds = time.perf_counter() - t0
     n_snip = sum(s["n_snippets"] for s in summaries)
-    marker = {
-        "shard": int(shard), "n_shards": int(n_shards), "store": str(store_dir),
-        "recipe_fingerprint": recipe_fingerprint(r),
-        "provenance": backbone.provenance if backbone is not None else weights_provenance(r),
-        "videos": [s["video_id"] for s in summaries], "summaries": summaries,
-        "device": str(device), "seconds": round(seconds, 2),
-        "snippets_per_s": round(n_snip / seconds, 2) if seconds > 0 else None,
-        "peak_gpu_mem_mb": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-                            if device.type == "cuda" else None),
-    }
-    write_json(marker_out, marker)
-    log.info("shard %d/%d: %d videos, %d snippets in %.1f s", shard, n_shards, len(summaries), n_snip, seconds)
+    provenance = backbone.provenance if backbone is not None else weights_provenance(r)
+    marker = write_shard_marker(
+        marker_out, videos=[s["video_id"] for s in summaries], fingerprint=recipe_fingerprint(r),
+        provenance=provenance,
+        store_attrs={"recipe": r, "backbone": r["backbone"], "family": r["family"]},
+        summaries=summaries, device=str(device), seconds=round(seconds, 2),
+        snippets_per_s=round(n_snip / seconds, 2) if seconds > 0 else None,
+        peak_gpu_mem_mb=(round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                         if device.type == "cuda" else None))
+    log.info("shard %s: %d videos, %d snippets in %.1f s", marker_out, len(summaries), n_snip, seconds)
     return marker
-
-
-def merge_shards(shard_markers: Sequence[str | os.PathLike], recipe: Mapping,
-                 zarr_json_out: str | os.PathLike) -> Path:
-    """The ``merge_features`` rule: check that all shards used this recipe and the same weights,
-    then finalise the store (root ``zarr.json``, consolidated metadata)."""
-    r = normalize_recipe(recipe)
-    fp = recipe_fingerprint(r)
-    videos: list[str] = []
-    provenance = None
-    for path in shard_markers:
-        m = json.loads(Path(path).read_text())
-        if m.get("recipe_fingerprint") != fp:
-            raise FeatureError(f"shard marker {path}: made with another recipe (fingerprint "
-                               f"{m.get('recipe_fingerprint')}, expected {fp}); re-run that shard")
-        if provenance is not None and m.get("provenance") != provenance:
-            raise FeatureError(f"shard marker {path}: weights provenance {m.get('provenance')} differs "
-                               f"from the other shards' {provenance}; re-run the shards")
-        provenance = m.get("provenance")
-        videos += m["videos"]
-    dup = sorted({v for v in videos if videos.count(v) > 1}) if len(set(videos)) != len(videos) else []
-    if dup:
-        raise FeatureError(f"videos claimed by more than one shard: {dup[:10]}")
-    if provenance is None:
-        provenance = weights_provenance(r)
-    store_dir = Path(zarr_json_out).parent
-    attrs = {"recipe": r, "recipe_fingerprint": fp, "provenance": provenance,
-             "backbone": r["backbone"], "family": r["family"]}
-    return finalize_store(store_dir, attrs, videos)

@@ -35,19 +35,18 @@ log = logging.getLogger(__name__)
 
 __all__ = ["IMPORT_LAYOUTS", "normalize_import_spec", "video_feature_files", "video_feature_paths",
            "missing_feature_files",
-           "load_video_features", "import_videos", "import_shard", "merge_imported",
-           "import_fingerprint"]
+           "load_video_features", "import_videos", "import_shard", "import_fingerprint"]
 
-# layout -> expected feature dim, one file per crop?, crops in the published files
+# layout -> expected feature dim, one file per crop?, crops in the published files, feature kind
 IMPORT_LAYOUTS = {
-    "rtfm": {"dim": 2048, "per_crop": False, "crops": 10,
+    "rtfm": {"dim": 2048, "per_crop": False, "crops": 10, "kind": "i3d",
              "source": "RTFM (Tian et al., ICCV 2021) ten-crop I3D-ResNet50 features"},
-    "urdmu": {"dim": 1024, "per_crop": True, "crops": 10,
+    "urdmu": {"dim": 1024, "per_crop": True, "crops": 10, "kind": "i3d",
               "source": "DeepMIL / XDVioDet (Wu et al.) Kinetics I3D features, as used by UR-DMU"},
-    "vadclip": {"dim": 512, "per_crop": True, "crops": 10,
+    "vadclip": {"dim": 512, "per_crop": True, "crops": 10, "kind": "clip",
                 "source": "VadCLIP (Wu et al., AAAI 2024) CLIP ViT-B/16 features"},
 }
-SPEC_KEYS = {"layout", "root", "train", "test", "crops", "test_crops", "dim", "source"}
+SPEC_KEYS = {"file_layout", "root", "train", "test", "crops", "test_crops", "dim", "source"}
 
 
 def normalize_import_spec(spec: Mapping, where: str = "import_features") -> dict:
@@ -57,9 +56,9 @@ def normalize_import_spec(spec: Mapping, where: str = "import_features") -> dict
     unknown = sorted(set(s) - SPEC_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(SPEC_KEYS)}")
-    layout = s.get("layout")
+    layout = s.get("file_layout")
     if layout not in IMPORT_LAYOUTS:
-        raise ValueError(f"{where}.layout: {layout!r} is not one of {sorted(IMPORT_LAYOUTS)}")
+        raise ValueError(f"{where}.file_layout: {layout!r} is not one of {sorted(IMPORT_LAYOUTS)}")
     d = IMPORT_LAYOUTS[layout]
     for k in ("root", "train", "test"):
         if not s.get(k):
@@ -80,7 +79,7 @@ def normalize_import_spec(spec: Mapping, where: str = "import_features") -> dict
         if "{video}" not in t or (d["per_crop"] and "{crop}" not in t):
             need = "{video} and {crop}" if d["per_crop"] else "{video}"
             raise ValueError(f"{where}.{split}: template {t!r} must contain {need}")
-    return {"layout": layout, "root": str(s["root"]), "train": str(s["train"]),
+    return {"file_layout": layout, "root": str(s["root"]), "train": str(s["train"]),
             "test": str(s["test"]), "crops": crops, "test_crops": test_crops,
             "dim": int(s.get("dim", d["dim"])), "per_crop": d["per_crop"],
             "source": str(s.get("source") or d["source"])}
@@ -130,7 +129,7 @@ def _describe_missing(missing: Mapping[str, list[Path]], spec: Mapping) -> str:
                        for v, ps in list(missing.items())[:10])
     more = f" (+{len(missing) - 10} more videos)" if len(missing) > 10 else ""
     return (f"{len(missing)} videos have missing feature files under {spec['root']} "
-            f"(layout {spec['layout']}): {sample}{more}")
+            f"(layout {spec['file_layout']}): {sample}{more}")
 
 
 def load_video_features(video_id: str, paths: Sequence[Path], spec: Mapping):
@@ -142,8 +141,8 @@ def load_video_features(video_id: str, paths: Sequence[Path], spec: Mapping):
         (path,) = paths
         a = _load(path)
         if a.ndim != 3 or a.shape[2] != d or a.shape[0] < 1:
-            raise FeatureError(f"{path}: video {video_id!r} has shape {a.shape}; layout "
-                               f"{spec['layout']} expects (T, crops, {d})")
+            raise FeatureError(f"{path}: video {video_id!r} has shape {a.shape}; file layout "
+                               f"{spec['file_layout']} expects (T, crops, {d})")
         if max(spec["crops"]) >= a.shape[1]:
             raise FeatureError(f"{path}: video {video_id!r} has {a.shape[1]} crops (shape "
                                f"{a.shape}); crops {spec['crops']} were asked for")
@@ -154,8 +153,8 @@ def load_video_features(video_id: str, paths: Sequence[Path], spec: Mapping):
         if a.ndim == 3 and a.shape[1] == 1:  # (T, 1, D) as some extractors save
             a = a[:, 0]
         if a.ndim != 2 or a.shape[1] != d or a.shape[0] < 1:
-            raise FeatureError(f"{path}: video {video_id!r} has shape {a.shape}; layout "
-                               f"{spec['layout']} expects (T, {d}) per crop file")
+            raise FeatureError(f"{path}: video {video_id!r} has shape {a.shape}; file layout "
+                               f"{spec['file_layout']} expects (T, {d}) per crop file")
         arrays.append(a)
     lengths = {p.name: a.shape[0] for p, a in zip(paths, arrays)}
     if len(set(lengths.values())) > 1:
@@ -184,8 +183,8 @@ def import_fingerprint(recipe: Mapping, spec: Mapping) -> str:
 
 
 def import_provenance(spec: Mapping) -> dict:
-    return {"weights": f"published:{spec['layout']}", "source": spec["source"],
-            "root": spec["root"], "layout": spec["layout"]}
+    return {"weights": f"published:{spec['file_layout']}", "source": spec["source"],
+            "root": spec["root"], "file_layout": spec["file_layout"]}
 
 
 def import_videos(videos: Sequence[Mapping], spec: Mapping, store_dir: str | os.PathLike,
@@ -200,7 +199,7 @@ def import_videos(videos: Sequence[Mapping], spec: Mapping, store_dir: str | os.
     if missing:
         raise FileNotFoundError(_describe_missing(missing, spec))
     summaries = []
-    for v in tqdm(videos, desc=f"import {spec['layout']}", unit="video", disable=not progress):
+    for v in tqdm(videos, desc=f"import {spec['file_layout']}", unit="video", disable=not progress):
         paths = video_feature_paths(v, spec)
         feats = load_video_features(v["video_id"], paths, spec)
         n_frames = int(v.get("n_frames", -1))
@@ -218,50 +217,24 @@ def import_videos(videos: Sequence[Mapping], spec: Mapping, store_dir: str | os.
 
 
 def import_shard(videos: Sequence[Mapping], spec: Mapping, recipe: Mapping,
-                 store_dir: str | os.PathLike, marker_out: str | os.PathLike, shard: int,
-                 n_shards: int, progress: bool = True) -> dict:
-    """The ``import_shard`` rule: import this shard's videos and write its marker last."""
-    from wsvad_core.io import write_json
+                 store_dir: str | os.PathLike, marker_out: str | os.PathLike, progress: bool = True) -> dict:
+    """The ``import_shard`` rule: import this shard's videos (given by the DAG) and write its
+    marker last (``features/store.py: write_shard_marker``)."""
+    from wsvad_core.features.store import write_shard_marker
 
-    # this shard replaces arrays: the merged store is incomplete until the merge runs again
+    # this shard replaces arrays: the store is incomplete until it is finalised again
     Path(store_dir, "zarr.json").unlink(missing_ok=True)
     fp = import_fingerprint(recipe, spec)
     t0 = time.perf_counter()
     summaries = import_videos(videos, spec, store_dir, int(recipe.get("clip_len", 16)), fp, progress)
-    marker = {"shard": int(shard), "n_shards": int(n_shards), "store": str(store_dir),
-              "recipe_fingerprint": fp, "provenance": import_provenance(spec),
-              "videos": [s["video_id"] for s in summaries], "summaries": summaries,
-              "seconds": round(time.perf_counter() - t0, 2)}
-    write_json(marker_out, marker)
-    log.info("import shard %d/%d: %d videos in %.1f s", shard, n_shards, len(summaries),
-             marker["seconds"])
+    marker = write_shard_marker(
+        marker_out, videos=[s["video_id"] for s in summaries], fingerprint=fp,
+        provenance=import_provenance(spec),
+        store_attrs={"recipe": dict(recipe), "backbone": recipe.get("backbone"),
+                     "family": recipe.get("family"), "import": dict(spec)},
+        summaries=summaries, seconds=round(time.perf_counter() - t0, 2))
+    log.info("import shard %s: %d videos in %.1f s", marker_out, len(summaries), marker["seconds"])
     return marker
-
-
-def merge_imported(shard_markers: Sequence[str | os.PathLike], recipe: Mapping, spec: Mapping,
-                   zarr_json_out: str | os.PathLike, protocol: Mapping | None = None) -> Path:
-    """The ``merge_import`` rule: check the shards agree and finalise the store. The root
-    attributes record the recipe, the import spec and the provenance of the published files."""
-    from wsvad_core.features.store import finalize_store
-
-    fp = import_fingerprint(recipe, spec)
-    videos: list[str] = []
-    for path in shard_markers:
-        m = json.loads(Path(path).read_text())
-        if m.get("recipe_fingerprint") != fp:
-            raise FeatureError(f"shard marker {path}: imported with other settings (fingerprint "
-                               f"{m.get('recipe_fingerprint')}, expected {fp}); re-run that shard")
-        videos += m["videos"]
-    if len(set(videos)) != len(videos):
-        dup = sorted({v for v in videos if videos.count(v) > 1})
-        raise FeatureError(f"videos claimed by more than one import shard: {dup[:10]}")
-    attrs = {"recipe": dict(recipe), "recipe_fingerprint": fp,
-             "provenance": import_provenance(spec), "backbone": recipe.get("backbone"),
-             "family": recipe.get("family"), "import": dict(spec),
-             "test_crops": spec.get("test_crops")}
-    if protocol:
-        attrs["protocol"] = dict(protocol)
-    return finalize_store(Path(zarr_json_out).parent, attrs, videos)
 
 
 def fabricate_published_features(videos: Iterable[Mapping], spec: Mapping, n_snippets: Mapping[str, int],
@@ -283,7 +256,7 @@ def fabricate_published_features(videos: Iterable[Mapping], spec: Mapping, n_sni
         if spec["per_crop"]:
             arrays = [rng.standard_normal((t, spec["dim"])) + shift for _ in paths]
         else:
-            c = n_file_crops or IMPORT_LAYOUTS[spec["layout"]]["crops"]
+            c = n_file_crops or IMPORT_LAYOUTS[spec["file_layout"]]["crops"]
             arrays = [rng.standard_normal((t, c, spec["dim"])) + shift]
         for p, a in zip(paths, arrays):
             p.parent.mkdir(parents=True, exist_ok=True)

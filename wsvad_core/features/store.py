@@ -27,11 +27,12 @@ import numpy as np
 import zarr
 
 from wsvad_core.errors import FeatureError
+from wsvad_core.io import json_default
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_video_array", "finalize_store", "open_store", "FeatureStore",
-           "validate_store_array", "check_video_features", "list_written_videos", "TMP_DIR", "CHUNK_T"]
+__all__ = ["write_video_array", "finalize_store", "write_shard_marker", "finalize_from_shards", "open_store",
+           "FeatureStore", "check_video_features", "list_written_videos", "TMP_DIR", "CHUNK_T"]
 
 TMP_DIR = ".tmp"
 CHUNK_T = 128  # snippets per chunk: ~5 MB for 10 crops x 2048-d float16
@@ -48,13 +49,7 @@ def _check_video_id(video_id: str) -> str:
 
 def _jsonable(obj) -> dict:
     """Attributes as plain JSON (numpy scalars, tuples and paths show up in recipes)."""
-    def default(o):
-        if hasattr(o, "item"):
-            return o.item()
-        if isinstance(o, os.PathLike):
-            return os.fspath(o)
-        raise TypeError(f"attribute value of type {type(o).__name__} is not JSON serialisable")
-    return json.loads(json.dumps(dict(obj), default=default, allow_nan=False))
+    return json.loads(json.dumps(dict(obj), default=json_default, allow_nan=False))
 
 
 def _fill(z, data: np.ndarray, chunk_t: int) -> None:
@@ -177,6 +172,45 @@ def finalize_store(store_dir: str | os.PathLike, attrs: Mapping,
     return root_meta
 
 
+def write_shard_marker(path: str | os.PathLike, *, videos: list[str], fingerprint: str,
+                       provenance: Mapping, store_attrs: Mapping, **info) -> dict:
+    """What a shard job (extraction or import) leaves when all its arrays are written: the
+    videos it wrote, the fingerprint of what made them, their provenance and the root
+    attributes of the store; ``info`` (timing, summaries) is for people."""
+    from wsvad_core.io import write_json
+
+    marker = {"videos": list(videos), "recipe_fingerprint": fingerprint, "provenance": dict(provenance),
+              "store_attrs": dict(store_attrs), **info}
+    write_json(path, marker)
+    return marker
+
+
+def finalize_from_shards(shard_markers: Iterable[str | os.PathLike], zarr_json_out: str | os.PathLike) -> Path:
+    """The ``finalize_store`` rule, for extracted and imported stores alike: check that every
+    shard was made the same way (fingerprint, provenance), then finalise the store with the
+    shards' videos and root attributes."""
+    videos: list[str] = []
+    first = None
+    for path in shard_markers:
+        m = json.loads(Path(path).read_text())
+        if first is None:
+            first = (path, m)
+        else:
+            for key, what in (("recipe_fingerprint", "recipe"), ("provenance", "weights provenance")):
+                if m.get(key) != first[1].get(key):
+                    raise FeatureError(f"shard marker {path}: made with another {what} ({m.get(key)}) than "
+                                       f"{first[0]} ({first[1].get(key)}); re-run the shards")
+        videos += m["videos"]
+    if first is None:
+        raise FeatureError(f"{zarr_json_out}: no shard markers to finalise the store from")
+    dup = sorted({v for v in videos if videos.count(v) > 1}) if len(set(videos)) != len(videos) else []
+    if dup:
+        raise FeatureError(f"videos claimed by more than one shard: {dup[:10]}")
+    m = first[1]
+    attrs = {**m["store_attrs"], "recipe_fingerprint": m["recipe_fingerprint"], "provenance": m["provenance"]}
+    return finalize_store(Path(zarr_json_out).parent, attrs, videos)
+
+
 class FeatureStore:
     """Read-only view of a finalised store; ``store[video_id]`` is a float16 ndarray (C, T, D)."""
 
@@ -245,26 +279,6 @@ def open_store(store_dir: str | os.PathLike) -> FeatureStore:
     if p.name == "zarr.json":
         p = p.parent
     return FeatureStore(p)
-
-
-def validate_store_array(store: FeatureStore | str | os.PathLike, video_id: str, dim: int,
-                         crops: int | None = None, n_snippets: int | None = None) -> tuple[int, int, int]:
-    """Check one video's array against what a consumer expects; returns its shape."""
-    fs = store if isinstance(store, FeatureStore) else open_store(store)
-    if video_id not in fs:
-        raise FeatureError(f"feature store {fs.path}: video {video_id!r} is missing")
-    shape = fs.shape(video_id)
-    where = f"feature store {fs.path}, video {video_id!r}"
-    if len(shape) != 3:
-        raise FeatureError(f"{where}: expected (crops, T, D), got shape {shape}")
-    if shape[2] != dim:
-        raise FeatureError(f"{where}: feature dim D={shape[2]}, expected {dim} "
-                           f"(shape {shape}; wrong feature set for this method?)")
-    if crops is not None and shape[0] != crops:
-        raise FeatureError(f"{where}: {shape[0]} crops, expected {crops} (shape {shape})")
-    if n_snippets is not None and shape[1] != n_snippets:
-        raise FeatureError(f"{where}: T={shape[1]} snippets, expected {n_snippets} (shape {shape})")
-    return shape
 
 
 def check_video_features(store, video_id: str, feats: np.ndarray, dim: int | None = None,

@@ -2,7 +2,6 @@
 
 from .base import MethodSpec, TrainHParams, WSVADModel, hparams_to_dict, load_official, make_optimizer
 from .registry import create_method, get_method, list_methods, register, resolve_hparams
-from .segments import POLICIES as SEGMENT_POLICIES, apply_segment_policy
 
 # self-registration (order = listing order in docs only; list_methods() sorts)
 from . import mil, rtfm, s3r, ssrl, timesformer_mil, urdmu_patch  # noqa: E402,F401
@@ -21,6 +20,4 @@ __all__ = [
     "list_methods",
     "register",
     "resolve_hparams",
-    "SEGMENT_POLICIES",
-    "apply_segment_policy",
 ]

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from wsvad_core.cards import MethodCard, hp, hparam_specs
 
 __all__ = [
     "TrainHParams",
@@ -35,18 +37,24 @@ __all__ = [
 
 @dataclass
 class TrainHParams:
-    """Fields every method has. Subclasses override the defaults with their official values."""
+    """Fields every method has, with their valid ranges (``cards.hp``; a subclass that only
+    changes a default keeps the range declared here). Subclasses set their official values."""
 
-    batch_size: int = 32  # videos *per class* per step (a step sees batch_size normal + abnormal)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam | adamw | adagrad | sgd
-    eps: float = 1e-8  # optimizer epsilon (Adam default; Keras Adagrad's epsilon)
-    max_steps: int = 15000
-    n_segments: int = 32  # S: segments per training video after the segment policy
-    seed: int = 0
-    eval_every: int = 0  # evaluate every N steps (0: only at the end)
-    eval_min_step: int = 0  # ... and only after this step (official repos skip early steps)
+    batch_size: int = hp(32, ge=1)  # videos *per class* per step (batch_size normal + abnormal)
+    lr: float = hp(1e-3, gt=0)
+    weight_decay: float = hp(0.0, ge=0)
+    optimizer: str = hp("adam", choices=("adam", "adamw", "adagrad", "sgd"))
+    eps: float = hp(1e-8, gt=0)  # optimizer epsilon (Adam default; Keras Adagrad's epsilon)
+    max_steps: int = hp(15000, ge=1)
+    n_segments: int = hp(32, ge=1)  # S: segments per training video after the segment policy
+    seed: int = hp(0, ge=0)
+    eval_every: int = hp(0, ge=0)  # evaluate every N steps (0: only at the end)
+    eval_min_step: int = hp(0, ge=0)  # ... and only after this step (official repos skip early steps)
+
+    def patch_grids(self) -> tuple[tuple[int, int], ...]:
+        """The patch grids the method reads beside its snippet features, in crop-axis order
+        (methods with ``reads_patches``)."""
+        return ()
 
 
 def hparams_to_dict(hparams: TrainHParams) -> dict[str, Any]:
@@ -59,21 +67,24 @@ def hparams_to_dict(hparams: TrainHParams) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """Everything the pipeline needs to know about one method."""
+    """Everything the pipeline needs to know about one method; :meth:`card` is the torch-free
+    part the workflow reads (``wsvad_core/cards.py``)."""
 
     name: str
     paper: str
-    official_code: str  # repository URL or "paper only"
+    official_code: str | None  # repository URL; None: built from the paper alone
     hparams: type[TrainHParams]  # dataclass type whose defaults are the official values
     # build(hparams, feat_dim) -> model (usually the model class itself); methods that need a
     # dictionary get it too: build(hparams, feat_dim, dictionary=...)
     build: Callable[..., "WSVADModel"]
-    # "meanpool" | "resize" | "pad_pool" (see methods/segments.py); the default is RTFM's
+    # "meanpool" | "resize" | "pad_pool" (see data/segments.py); the default is RTFM's
     # process_feat, which most methods inherit
     segment_policy: str = "meanpool"
-    # feature families accepted ("i3d", "clip", "timesformer"); default: either snippet family
-    families: tuple[str, ...] = ("i3d", "clip")
+    # feature kinds the method trains on (a backbone card's ``kind``)
+    accepts: tuple[str, ...] = ("i3d", "clip")
     needs_dictionary: bool = False
+    # reads the patch feature sets of ``hparams.patch_grids()`` beside its snippet features
+    reads_patches: bool = False
     load_official_state_dict: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None
     # class-aware methods: training/run.py gives loss() ``abnormal_classes`` (each abnormal
     # video's index into hparams.class_names, from the manifest's ``class`` column)
@@ -81,9 +92,15 @@ class MethodSpec:
     # prepare_overrides(overrides, store_attrs, manifest) -> overrides: run-time values a method
     # takes from the data (class names, the CLIP weights file); saved with the checkpoint
     prepare_overrides: Callable[[dict, Mapping, Any], dict] | None = None
-    version: str = "1"  # bump when the method's code changes results (rule params pick it up)
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    # bump when a change to the method's code changes its results: a param of the train rule,
+    # so the runs of this method (and only those) are redone
+    version: str = "1"
+
+    def card(self) -> MethodCard:
+        return MethodCard(name=self.name, paper=self.paper, official_code=self.official_code,
+                          accepts=tuple(self.accepts), needs_dictionary=self.needs_dictionary,
+                          reads_patches=self.reads_patches, version=str(self.version),
+                          hparams=hparam_specs(self.hparams))
 
 
 class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
@@ -126,9 +143,15 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
         return normal, abnormal
 
     # -- interface ---------------------------------------------------------------------------
+    def loss(self, normal: Tensor, abnormal: Tensor, **kwargs) -> dict[str, Tensor]:
+        """Training loss on paired (B, C, S, D) batches (checked here, then :meth:`_loss`);
+        ``"loss"`` is the total. Class-aware methods also get ``abnormal_classes``."""
+        normal, abnormal = self._check_pair(normal, abnormal)
+        return self._loss(normal, abnormal, **kwargs)
+
     @abc.abstractmethod
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        """Training loss on paired (B, C, S, D) batches; ``"loss"`` is the total."""
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
+        """The method's loss on checked float32 batches on the model device."""
 
     @abc.abstractmethod
     def _score_video(self, x: Tensor) -> Tensor:
@@ -142,14 +165,19 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
         """Called by the training loop after ``optimizer.step()`` (e.g. to advance a stage
         counter). Default: nothing."""
 
-    @torch.no_grad()
     def score(self, x: Tensor | np.ndarray) -> Tensor:
         """(N, C, T, D) -> (N, T) snippet anomaly scores in [0, 1] (float32, on the model device)."""
+        return self._score_each(x, self._score_video)
+
+    @torch.no_grad()
+    def _score_each(self, x: Tensor | np.ndarray, video_fn) -> Tensor:
+        """``video_fn`` ((C, T, D) -> (T,)) on every video of ``x``, in eval mode without grad;
+        the previous mode is restored."""
         x = self._as_input(x)
         was_training = self.training
         self.eval()
         try:
-            out = [self._score_video(x[i]) for i in range(x.shape[0])]
+            out = [video_fn(x[i]) for i in range(x.shape[0])]
         finally:
             self.train(was_training)
         if not out:

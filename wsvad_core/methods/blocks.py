@@ -20,6 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "DSATransformer",
+    "TemporalEmbedding",
+    "dsa_mix",
+    "topk_mean",
+    "lengths_from_padding",
+    "rtfm_head",
     "xavier_init",
     "NonLocalBlock1D",
     "TemporalAggregate",
@@ -178,9 +184,9 @@ def feature_magnitude_loss(selected_normal: Tensor, selected_abnormal: Tensor,
 
 
 def rtfm_k(hparams, n_segments: int) -> int:
-    """RTFM's k: ``hparams.topk``, or ``hparams.n_segments // 10`` when it is 0 (model.py
+    """RTFM's k: ``hparams.topk``, or ``hparams.n_segments // 10`` when it is None (model.py
     ``k_abn = k_nor = num_segments // 10``), within [1, n_segments]."""
-    k = hparams.topk if hparams.topk > 0 else hparams.n_segments // 10
+    k = hparams.topk if hparams.topk is not None else hparams.n_segments // 10
     return max(1, min(k, n_segments))
 
 
@@ -274,11 +280,151 @@ def pad_windows(seq: Tensor, length: int) -> Tensor:
     return padded.view(n_win, length, -1)
 
 
-def score_crops(x: Tensor, crop: int, score_fn) -> Tensor:
+def score_crops(x: Tensor, score_fn, crop: int | None = None) -> Tensor:
     """(C, T, D) -> (T,): ``score_fn`` ((T, D) -> (T,)) on crop ``crop`` only, or averaged over
-    every crop when ``crop`` is -1."""
-    if crop >= 0:
-        if crop >= x.shape[0]:
+    every crop when ``crop`` is None, one crop at a time (crops are independent in eval mode, and
+    memory stays flat for long videos), as the official test loops average crop scores."""
+    if crop is not None:
+        if not 0 <= crop < x.shape[0]:
             raise ValueError(f"test_crop={crop} but the features have {x.shape[0]} crops")
         return score_fn(x[crop])
     return torch.stack([score_fn(x[i]) for i in range(x.shape[0])], 0).mean(0)
+
+
+# ---- UR-DMU's dual-memory transformer blocks (also BN-WVAD's and UR-DMU + patch's)
+
+# e as the official code computes it: torch.exp(torch.tensor(1.)) in float32
+_E32 = float(torch.exp(torch.tensor(1.0)))
+# exp(-d / e) is exactly 0 in float32 for d > ~282: a band of this radius equals the dense kernel
+_DSA_RADIUS = 300
+
+
+def dsa_mix(t: Tensor, dense_max: int = 2048) -> Tensor:
+    """The distance branch of UR-DMU's attention on (..., n, d): ``K @ t`` with
+    ``K[i, j] = exp(-|i - j| / e) / s_j``, ``s_j = sum_k exp(-|j - k| / e)`` (official broadcast).
+
+    Up to ``dense_max`` snippets the n x n kernel is built as the official code does; longer test
+    videos use the same kernel as a banded convolution (the kernel is exactly 0 in float32 beyond
+    ``_DSA_RADIUS``), so memory stays linear in n.
+    """
+    n = t.shape[-2]
+    if n <= dense_max:
+        pos = torch.arange(1, n + 1, device=t.device, dtype=torch.float32)
+        kernel = torch.exp(-(pos[None, :] - pos[:, None]).abs() / _E32)
+        kernel = kernel / kernel.sum(-1)  # divides column j by row sum j (official broadcast)
+        return kernel.to(t.dtype) @ t
+    offsets = torch.arange(-_DSA_RADIUS, _DSA_RADIUS + 1, device=t.device, dtype=torch.float32)
+    w = torch.exp(-offsets.abs() / _E32).to(t.dtype).view(1, 1, -1)
+    row_sum = F.conv1d(torch.ones(1, 1, n, device=t.device, dtype=t.dtype), w,
+                       padding=_DSA_RADIUS).view(n, 1)
+    lead, d = t.shape[:-2], t.shape[-1]
+    seq = (t / row_sum).reshape(-1, n, d).transpose(1, 2).reshape(-1, 1, n)
+    out = F.conv1d(seq, w, padding=_DSA_RADIUS)  # symmetric kernel: correlation == convolution
+    return out.view(-1, d, n).transpose(1, 2).reshape(*lead, n, d)
+
+
+class DSAAttention(nn.Module):
+    """Global self-attention + distance-kernel branch per head (translayer ``Attention``)."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dim_head = heads, dim_head
+        self.to_qkv = nn.Linear(dim, inner * 4, bias=False)  # q, k, v and the DSA value t
+        self.to_out = nn.Sequential(nn.Linear(2 * inner, dim), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:  # (b, n, dim)
+        b, n, _ = x.shape
+        q, k, v, t = (z.view(b, n, self.heads, self.dim_head).transpose(1, 2)
+                      for z in self.to_qkv(x).chunk(4, dim=-1))
+        glob = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(dim_head), as official
+        local = dsa_mix(t)
+        out = torch.cat([glob, local], dim=-1).transpose(1, 2).reshape(b, n, -1)
+        return self.to_out(out)
+
+
+class PreNorm(nn.Module):
+    def __init__(self, dim: int, fn: nn.Module):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(self.norm(x))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class DSATransformer(nn.Module):
+    """UR-DMU / BN-WVAD transformer: pre-norm residual [DSA attention, FFN] x depth."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int,
+                 dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleList([PreNorm(dim, DSAAttention(dim, heads, dim_head, dropout)),
+                           PreNorm(dim, FeedForward(dim, mlp_dim, dropout))])
+            for _ in range(depth))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for attn, ff in self.layers:
+            x = attn(x) + x
+            x = ff(x) + x
+        return x
+
+
+class TemporalEmbedding(nn.Module):
+    """Conv1d(D, width, 3, padding 1) + ReLU along time on (N, T, D) (model ``Temporal``)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.conv_1 = nn.Sequential(nn.Conv1d(in_dim, out_dim, 3, stride=1, padding=1), nn.ReLU())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_1(x.transpose(1, 2)).transpose(1, 2)
+
+
+# ---- VadCLIP's length-aware pooling (also GS-MoE's and TPWNG's)
+
+def topk_mean(x: Tensor, lengths: Tensor, denom: int = 16) -> Tensor:
+    """Mean of the top int(len/16 + 1) values of x[i, :len_i] along dim 1 (x (N, T, ...)), the
+    official CLAS2 / CLASM instance score."""
+    T = x.shape[1]
+    valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]
+    valid = valid.reshape(valid.shape + (1,) * (x.ndim - 2))
+    srt = torch.sort(x.masked_fill(~valid, float("-inf")), dim=1, descending=True).values
+    k = (lengths.float() / denom + 1).long().clamp(max=T)  # int(len / 16 + 1)
+    keep = torch.arange(T, device=x.device)[None, :] < k[:, None]
+    keep = keep.reshape(keep.shape + (1,) * (x.ndim - 2))
+    summed = torch.where(keep, srt, torch.zeros_like(srt)).sum(1)
+    return summed / k.reshape((-1,) + (1,) * (x.ndim - 2)).to(x.dtype)
+
+
+def lengths_from_padding(x: Tensor) -> Tensor:
+    """(N, T, D) -> (N,) number of snippets up to the last non-zero one (at least 1): pad_pool
+    pads short videos with exact zeros."""
+    nonzero = (x != 0).any(-1)  # (N, T)
+    idx = torch.arange(1, x.shape[1] + 1, device=x.device)[None, :]
+    return (nonzero * idx).amax(1).clamp(min=1)
+
+
+# ---- RTFM's head on the aggregated features (also CLIP-TSA's)
+
+def rtfm_head(model: nn.Module, seqs: Tensor, n_videos: int) -> tuple[Tensor, Tensor]:
+    """model.py after its input: Aggregate + dropout give the features; fc1 -> ReLU -> dropout
+    -> fc2 -> ReLU -> dropout -> fc3 -> sigmoid the snippet scores, averaged over the crops.
+    ``model`` holds RTFM's ``aggregate``, ``fc1``..``fc3``, ``drop_out`` (CLIP-TSA keeps them);
+    seqs (n_videos * C, T, W) video-major -> features (n_videos * C, T, W), scores (n_videos, T)."""
+    feats = model.drop_out(model.aggregate(seqs))
+    h = model.drop_out(F.relu(model.fc1(feats)))
+    h = model.drop_out(F.relu(model.fc2(h)))
+    scores = torch.sigmoid(model.fc3(h)).view(n_videos, -1, seqs.shape[1]).mean(1)
+    return feats, scores

@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
-from .blocks import crop_samples
+from .blocks import DSATransformer, TemporalEmbedding, crop_samples, score_crops
 from .registry import register
-from .urdmu import DSATransformer, TemporalEmbedding
 
 
 @dataclass
@@ -59,22 +60,22 @@ class BNWVADHParams(TrainHParams):
     n_segments: int = 200  # options --num_segments 200
     seed: int = 2022  # options --seed 2022
     eval_every: int = 5  # options --plot_freq 5 (main tests every plot_freq steps)
-    width: int = 512  # model: Temporal(input_size, 512), Transformer(512, 2, 4, 128, 512)
-    depth: int = 2
-    heads: int = 4
-    dim_head: int = 128
-    mlp_dim: int = 512
-    dropout: float = 0.0  # model: Transformer(..., dropout=0)
-    ratios: tuple[int, int] = (16, 32)  # options --ratios 16 32
-    kernel_sizes: tuple[int, int, int] = (1, 1, 1)  # options --kernel_sizes 1 1 1
-    ratio_sample: float = 0.2  # options --ratio_sample 0.2
-    ratio_batch: float = 0.4  # options --ratio_batch 0.4
-    w_triplet: tuple[float, float] = (5.0, 20.0)  # mpp: self.w_triplet = [5, 20]
-    triplet_margin: float = 1.0  # mpp: TripletMarginWithDistanceLoss(margin=1)
-    w_normal: float = 1.0  # lc: LossComputer(w_normal=1., w_mpp=1.)
-    w_mpp: float = 1.0
-    grad_clip_norm: float = 1.0  # train: clip_grad_norm_(net.parameters(), 1.)
-    train_crops: str = "random"  # random | all (blocks.crop_samples)
+    width: int = hp(512, ge=1)  # model: Temporal(input_size, 512), Transformer(512, 2, 4, 128, 512)
+    depth: int = hp(2, ge=1)
+    heads: int = hp(4, ge=1)
+    dim_head: int = hp(128, ge=1)
+    mlp_dim: int = hp(512, ge=1)
+    dropout: float = hp(0.0, ge=0, lt=1)  # model: Transformer(..., dropout=0)
+    ratios: tuple[int, int] = hp((16, 32), ge=1)  # options --ratios 16 32
+    kernel_sizes: tuple[int, int, int] = hp((1, 1, 1), ge=1)  # options --kernel_sizes 1 1 1
+    ratio_sample: float = hp(0.2, gt=0, le=1)  # options --ratio_sample 0.2
+    ratio_batch: float = hp(0.4, gt=0, le=1)  # options --ratio_batch 0.4
+    w_triplet: tuple[float, float] = hp((5.0, 20.0), ge=0)  # mpp: self.w_triplet = [5, 20]
+    triplet_margin: float = hp(1.0, ge=0)  # mpp: TripletMarginWithDistanceLoss(margin=1)
+    w_normal: float = hp(1.0, ge=0)  # lc: LossComputer(w_normal=1., w_mpp=1.)
+    w_mpp: float = hp(1.0, ge=0)
+    grad_clip_norm: float = hp(1.0, gt=0)  # train: clip_grad_norm_(net.parameters(), 1.)
+    train_crops: str = hp("random", choices=("random", "all"))  # random | all (blocks.crop_samples)
 
 
 class NormalHead(nn.Module):
@@ -182,8 +183,7 @@ class BNWVADModel(WSVADModel):
         mpp = hp.w_mpp * mpp
         return {"loss": normal + mpp, "normal": normal, "mpp": mpp}
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         xn = crop_samples(normal, self.hparams.train_crops)
         xa = crop_samples(abnormal, self.hparams.train_crops)
         return self.loss_terms(torch.cat([xn, xa], 0), xn.shape[0])
@@ -199,20 +199,16 @@ class BNWVADModel(WSVADModel):
         return sum(dists) * scores
 
     @torch.no_grad()
+    def _raw_video(self, x: Tensor) -> Tensor:
+        """(C, T, D) -> (T,) the official score (DFM x score), crop-averaged."""
+        return score_crops(x, lambda v: self.raw_forward(v[None])[0])
+
     def raw_score(self, x: Tensor | np.ndarray) -> Tensor:
-        """(N, C, T, D) -> (N, T) official scores (crop average of :meth:`raw_forward`)."""
-        x = self._as_input(x)
-        was_training = self.training
-        self.eval()
-        try:
-            out = [torch.stack([self.raw_forward(v[c:c + 1])[0] for c in range(v.shape[0])]).mean(0)
-                   for v in x]
-        finally:
-            self.train(was_training)
-        return torch.stack(out) if out else torch.zeros(0, x.shape[2], device=x.device)
+        """(N, C, T, D) -> (N, T) official scores, before the map onto [0, 1)."""
+        return self._score_each(x, self._raw_video)
 
     def _score_video(self, x: Tensor) -> Tensor:
-        raw = torch.stack([self.raw_forward(x[c:c + 1])[0] for c in range(x.shape[0])]).mean(0)
+        raw = self._raw_video(x)
         return raw / (1.0 + raw)  # strictly increasing map of [0, inf) onto [0, 1)
 
 
@@ -230,7 +226,4 @@ SPEC = register(MethodSpec(
     hparams=BNWVADHParams,
     build=BNWVADModel,
     load_official_state_dict=load_official_state_dict,
-    notes="Official code and defaults are for XD-Violence (the only released configuration). "
-          "Scores are s / (1 + s) of the official DFM x score (same AUC/AP). Gradient clipping "
-          "(1.0) runs in before_step(), which the training loop calls before optimizer.step().",
 ))

@@ -34,10 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
 from .blocks import TemporalAggregate, rtfm_loss, xavier_init
 from .registry import register
-from .rtfm import rtfm_head
+from .blocks import rtfm_head
 
 
 @dataclass
@@ -51,17 +53,17 @@ class CLIPTSAHParams(TrainHParams):
     seed: int = 2  # runner ucf --seed 2 (main's default is 3)
     eval_every: int = 5  # main: test when step % 5 == 0 and step > 150
     eval_min_step: int = 150
-    dropout: float = 0.7  # model nn.Dropout(0.7), also the top-k selection mask
-    topk: int = 0  # 0: n_segments // 10 (model k_abn = k_nor = num_segments // 10 = 3)
-    k_ratio: float = 0.95  # runner ucf --k 0.95 (xd 0.9, sh 0.01): hard-attention k = int(T * k)
-    num_samples: int = 100  # main --num_samples 100
-    sigma: float = 0.05  # ha PerturbedTopK(sigma=0.05) default; HardAttention does not pass one
-    eval_k_cap: int = 1000  # ha: k = min(1000, k) when the batch holds one sequence
-    width: int = 512  # model: I3D/C3D features are mapped to 512 by the MLP; ViT stays at D
-    margin: float = 100.0  # train RTFM_loss(0.0001, 100)
-    alpha: float = 1e-4
-    lambda_smooth: float = 8e-4  # train smooth(abn_scores, 8e-4)
-    lambda_sparse: float = 8e-3  # train sparsity(abn_scores, batch_size, 8e-3)
+    dropout: float = hp(0.7, ge=0, lt=1)  # model nn.Dropout(0.7), also the top-k selection mask
+    topk: int | None = hp(None, ge=1)  # None: n_segments // 10 (model k_abn = k_nor = num_segments // 10 = 3)
+    k_ratio: float = hp(0.95, gt=0, le=1)  # runner ucf --k 0.95 (xd 0.9, sh 0.01): hard-attention k = int(T * k)
+    num_samples: int = hp(100, ge=1)  # main --num_samples 100
+    sigma: float = hp(0.05, gt=0)  # ha PerturbedTopK(sigma=0.05) default; HardAttention does not pass one
+    eval_k_cap: int = hp(1000, ge=1)  # ha: k = min(1000, k) when the batch holds one sequence
+    width: int = hp(512, ge=1)  # model: I3D/C3D features are mapped to 512 by the MLP; ViT stays at D
+    margin: float = hp(100.0, ge=0)  # train RTFM_loss(0.0001, 100)
+    alpha: float = hp(1e-4, ge=0)
+    lambda_smooth: float = hp(8e-4, ge=0)  # train smooth(abn_scores, 8e-4)
+    lambda_sparse: float = hp(8e-3, ge=0)  # train sparsity(abn_scores, batch_size, 8e-3)
 
 
 class _PerturbedTopKMembership(torch.autograd.Function):
@@ -173,8 +175,7 @@ class CLIPTSAModel(WSVADModel):
             seqs = self.mlp(seqs)
         return rtfm_head(self, self._attend(seqs, generator), B)
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))  # train: one forward
         return rtfm_loss(feats, scores, self.hparams, self.training)  # train.py: RTFM's cost
 
@@ -203,8 +204,7 @@ SPEC = register(MethodSpec(
           "Weakly-Supervised Video Anomaly Detection. ICIP 2023",
     official_code="https://github.com/joos2010kj/CLIP-TSA",
     hparams=CLIPTSAHParams,
-    families=("clip", "i3d"),
+    accepts=("clip", "i3d"),
     build=CLIPTSAModel,
     load_official_state_dict=load_official_state_dict,
-    notes="Test-time hard-attention noise is seeded per video (official: unseeded global RNG).",
 ))

@@ -35,11 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import TemporalAggregate, mlp_head, xavier_init
+from .blocks import TemporalAggregate, mlp_head, score_crops, topk_mean, xavier_init
 from .registry import register
 from .text import UCF_CRIME_CLASSES, check_class_names, class_names_from_manifest
-from .vadclip import topk_mean
 
 
 @dataclass
@@ -52,12 +53,12 @@ class GSMoEHParams(TrainHParams):
     n_segments: int = 200  # UR-DMU ucf_main.py: num_segments = 200 for training
     seed: int = 2022  # UR-DMU options.py --seed 2022
     eval_every: int = 10  # UR-DMU: test every 10 steps
-    dropout: float = 0.1
-    head_hidden: int = 128
-    peak_prominence: float = 0.1  # TGS: peaks kept by prominence (value chosen)
-    min_sigma: float = 1.0  # TGS: narrowest kernel, in snippets
-    lambda_tgs: float = 1.0  # weight of the frame-wise fit to the rendered curve
-    class_names: tuple = UCF_CRIME_CLASSES  # one expert per anomaly class (Normal first)
+    dropout: float = hp(0.1, ge=0, lt=1)
+    head_hidden: int = hp(128, ge=1)
+    peak_prominence: float = hp(0.1, ge=0)  # TGS: peaks kept by prominence (value chosen)
+    min_sigma: float = hp(1.0, gt=0)  # TGS: narrowest kernel, in snippets
+    lambda_tgs: float = hp(1.0, ge=0)  # weight of the frame-wise fit to the rendered curve
+    class_names: tuple[str, ...] = UCF_CRIME_CLASSES  # one expert per anomaly class (Normal first)
 
 
 def splat_peaks(curve: np.ndarray, prominence: float, min_sigma: float = 1.0) -> np.ndarray:
@@ -154,9 +155,8 @@ class GSMoEModel(WSVADModel):
         tgs = F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), target)
         return mil + self.hparams.lambda_tgs * tgs
 
-    def loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
+    def _loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
              ) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
         B = normal.shape[0]
         out = self.forward(torch.cat([normal, abnormal], 0))
         labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(out["task"])
@@ -185,9 +185,7 @@ class GSMoEModel(WSVADModel):
         return {"loss": total, "task": task, "experts": experts, "mixture": mixed}
 
     def _score_video(self, x: Tensor) -> Tensor:
-        # crops are independent in eval mode (BatchNorm running statistics): one at a time
-        return torch.stack([self.forward(x[c:c + 1][None])["mixed"][0]
-                            for c in range(x.shape[0])], 0).mean(0)
+        return score_crops(x, lambda v: self.forward(v[None, None])["mixed"][0])
 
 
 def prepare_overrides(overrides: dict, store_attrs, manifest) -> dict:
@@ -202,11 +200,9 @@ SPEC = register(MethodSpec(
     paper="D'Amicantonio, Majhi, Kong, Garattoni, Francesca, Bondarev, Bremond. Mixture of Experts "
           "Guided by Gaussian Splatters Matters: A new Approach to Weakly-Supervised Video Anomaly "
           "Detection. ICCV 2025",
-    official_code="paper only",
+    official_code=None,
     hparams=GSMoEHParams,
     build=GSMoEModel,
     needs_class_labels=True,
     prepare_overrides=prepare_overrides,
-    notes="Reconstructed from the abstract and public reviews; sizes and hyper-parameters are "
-          "UR-DMU's / chosen, not the paper's (see wsvad_core/methods/gsmoe.py).",
 ))

@@ -44,8 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
-from .blocks import score_sparsity, temporal_smoothness, topk_magnitude_bce
+from .blocks import score_crops, score_sparsity, temporal_smoothness, topk_magnitude_bce
 from .registry import register
 
 
@@ -58,22 +60,22 @@ class MGFNHParams(TrainHParams):
     max_steps: int = 50000  # option --max-epoch 1000 x 50 iterations per epoch (UCF-Crime)
     n_segments: int = 32  # option --seg_length 32 (dataset process_feat)
     eval_every: int = 50  # main: test after every epoch (50 iterations on UCF-Crime)
-    dims: tuple[int, int, int] = (64, 128, 1024)  # model mgfn(dims=(64, 128, 1024))
-    depths: tuple[int, int, int] = (3, 3, 2)  # option --depths1/2/3
-    block_types: tuple[str, str, str] = ("gb", "fb", "fb")  # option --mgfn_type1/2/3
-    dim_head: int = 64  # model mgfn(dim_head=64): only sets heads = stage width // dim_head
-    head_width: int = 64  # model Backbone(dim_headnumber=64): each head's width (never passed)
-    ff_repe: int = 4  # model: ff_repe = 4
-    local_kernel: int = 5  # model: lokernel = 5 (focus block)
-    ff_dropout: float = 0.0  # model: dropout = 0.
-    mag_ratio: float = 0.1  # option --mag_ratio 0.1
-    dropout: float = 0.7  # option --dropout_rate 0.7 (MSNSD selection mask only)
-    topk: int = 3  # model forward: k = 3
-    margin: float = 200.0  # train ContrastiveLoss(margin=200.0)
-    lambda_contrast: float = 1e-3  # train: 0.001 * (0.001 * loss_con + loss_con_a + loss_con_n)
-    lambda_separate: float = 1e-3  # ... the inner 0.001 on loss_con
-    lambda_smooth: float = 8e-4  # train: smooth(scores, 8e-4)
-    lambda_sparse: float = 8e-3  # train: sparsity(scores[:batch_size], ..., 8e-3)
+    dims: tuple[int, int, int] = hp((64, 128, 1024), ge=1)  # model mgfn(dims=(64, 128, 1024))
+    depths: tuple[int, int, int] = hp((3, 3, 2), ge=1)  # option --depths1/2/3
+    block_types: tuple[str, str, str] = hp(("gb", "fb", "fb"), choices=("gb", "fb"))  # option --mgfn_type1/2/3
+    dim_head: int = hp(64, ge=1)  # model mgfn(dim_head=64): only sets heads = stage width // dim_head
+    head_width: int = hp(64, ge=1)  # model Backbone(dim_headnumber=64): each head's width (never passed)
+    ff_repe: int = hp(4, ge=1)  # model: ff_repe = 4
+    local_kernel: int = hp(5, ge=1)  # model: lokernel = 5 (focus block)
+    ff_dropout: float = hp(0.0, ge=0, lt=1)  # model: dropout = 0.
+    mag_ratio: float = hp(0.1, ge=0)  # option --mag_ratio 0.1
+    dropout: float = hp(0.7, ge=0, lt=1)  # option --dropout_rate 0.7 (MSNSD selection mask only)
+    topk: int = hp(3, ge=0)  # model forward: k = 3
+    margin: float = hp(200.0, ge=0)  # train ContrastiveLoss(margin=200.0)
+    lambda_contrast: float = hp(1e-3, ge=0)  # train: 0.001 * (0.001 * loss_con + loss_con_a + loss_con_n)
+    lambda_separate: float = hp(1e-3, ge=0)  # ... the inner 0.001 on loss_con
+    lambda_smooth: float = hp(8e-4, ge=0)  # train: smooth(scores, 8e-4)
+    lambda_sparse: float = hp(8e-3, ge=0)  # train: sparsity(scores[:batch_size], ..., 8e-3)
 
 
 class ChannelLayerNorm(nn.Module):
@@ -201,8 +203,7 @@ class MGFNModel(WSVADModel):
         scores = torch.sigmoid(self.fc(feats)).view(B, C, T).mean(1)
         return feats, scores
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         hp = self.hparams
         B, S = normal.shape[0], normal.shape[2]
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))
@@ -227,9 +228,7 @@ class MGFNModel(WSVADModel):
                 "sparsity": sparse}
 
     def _score_video(self, x: Tensor) -> Tensor:
-        # crops are independent in eval mode (BatchNorm running stats, per-sequence attention)
-        per_crop = [self.forward(x[c:c + 1][None])[1][0] for c in range(x.shape[0])]
-        return torch.stack(per_crop, 0).mean(0)
+        return score_crops(x, lambda v: self.forward(v[None, None])[1][0])
 
 
 def _map_name(k: str) -> str:
@@ -260,6 +259,4 @@ SPEC = register(MethodSpec(
     hparams=MGFNHParams,
     build=MGFNModel,
     load_official_state_dict=load_official_state_dict,
-    notes="max_steps = 1000 official epochs x 50 iterations (UCF-Crime). The magnitude channel "
-          "is computed in the model from its input.",
 ))

@@ -9,7 +9,9 @@ Official code: WaqasSultani/AnomalyDetectionCVPR2018 (Keras 1 / Theano), files c
 * Input (Seg): the C3D fc6 features (4096-d) of a video are averaged into 32 segments and each
   segment feature is divided by its L2 norm. Here the segment policy does the averaging and the
   model normalises each (crop-averaged) segment/snippet feature, so train and test see unit
-  vectors as in the official pipeline. feat_dim is whatever the feature set gives.
+  vectors as in the official pipeline. feat_dim is whatever the feature set gives. (Seg's own
+  segment borders are MATLAB's round(linspace(1, n, 33)); the shared policy uses RTFM's
+  floor(linspace(0, T, 33)).)
 * Loss (Train ``custom_objective``): for each normal video i, sum over the abnormal videos j of
   max(0, 1 - max_t s_j + max_t s_i), averaged over the normal videos; + 8e-5 * sum over abnormal
   videos of the squared differences of consecutive scores + 8e-5 * sum over abnormal videos of
@@ -30,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel
 from .blocks import mil_ranking_hinge, score_sparsity, temporal_smoothness
 from .registry import register
@@ -45,13 +49,13 @@ class MILHParams(TrainHParams):
     max_steps: int = 20000  # Train: num_iters = 20000
     n_segments: int = 32  # Seg: 32 segments per video
     eval_every: int = 1000  # Train: weights saved every 1000 iterations (no evaluation in training)
-    dropout: float = 0.6  # Train: Dropout(0.6) after both hidden layers
-    hidden1: int = 512  # Train: Dense(512)
-    hidden2: int = 32  # Train: Dense(32)
-    margin: float = 1.0  # Train: max(1 - Sub_Abn + Sub_Nor, 0)
-    lambda_smooth: float = 8e-5  # Train: 0.00008 * sum(sub_l2)
-    lambda_sparse: float = 8e-5  # Train: 0.00008 * sum(sub_sum_l1)
-    l2_weight_reg: float = 1e-3  # Train: W_regularizer=l2(0.001) on each Dense kernel
+    dropout: float = hp(0.6, ge=0, lt=1)  # Train: Dropout(0.6) after both hidden layers
+    hidden1: int = hp(512, ge=1)  # Train: Dense(512)
+    hidden2: int = hp(32, ge=1)  # Train: Dense(32)
+    margin: float = hp(1.0, ge=0)  # Train: max(1 - Sub_Abn + Sub_Nor, 0)
+    lambda_smooth: float = hp(8e-5, ge=0)  # Train: 0.00008 * sum(sub_l2)
+    lambda_sparse: float = hp(8e-5, ge=0)  # Train: 0.00008 * sum(sub_sum_l1)
+    l2_weight_reg: float = hp(1e-3, ge=0)  # Train: W_regularizer=l2(0.001) on each Dense kernel
     l2_normalize_input: bool = True  # Seg: temp_vect = temp_vect / norm(temp_vect)
 
 
@@ -83,8 +87,7 @@ class MILModel(WSVADModel):
         h = self.dropout(self.fc2(h))  # linear activation, as the official Dense(32)
         return torch.sigmoid(self.fc3(h)).squeeze(-1)
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         hp = self.hparams
         B = normal.shape[0]
         scores = self.forward(torch.cat([abnormal, normal], 0))  # one batch, as train_on_batch
@@ -129,6 +132,4 @@ SPEC = register(MethodSpec(
     hparams=MILHParams,
     build=MILModel,
     load_official_state_dict=load_official_state_dict,
-    notes="Official segments: round(linspace(1, n, 33)) (MATLAB) then L2-normalised; here "
-          "RTFM's floor(linspace(0, T, 33)) mean-pool, L2 normalisation inside the model.",
 ))

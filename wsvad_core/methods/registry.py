@@ -6,11 +6,12 @@ Method modules call :func:`register` at import; importing ``wsvad_core.methods``
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any
 
 import numpy as np
 import torch
+
+from wsvad_core.cards import check_hparams, hparam_specs
 
 from .base import MethodSpec, TrainHParams, WSVADModel
 
@@ -42,52 +43,13 @@ def list_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _coerce(cls: type, name: str, value: Any, default: Any) -> Any:
-    """Convert a config value to the field's type (YAML reads ``1e-3`` as a string, lists for
-    tuples, ints for floats)."""
-    hints = typing.get_type_hints(cls)
-    tp = hints.get(name, type(default))
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise TypeError
-        if tp is int:
-            if isinstance(value, bool):
-                raise TypeError
-            f = float(value)
-            if not f.is_integer():
-                raise TypeError
-            return int(f)
-        if tp is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if tp is str:
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if isinstance(default, tuple):
-            return tuple(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{cls.__name__}.{name}: cannot use {value!r} "
-                         f"(expected {getattr(tp, '__name__', tp)})") from None
-    return value
-
-
 def resolve_hparams(name: str, **overrides: Any) -> TrainHParams:
-    """The method's official hyper-parameters with ``overrides`` applied (unknown keys raise)."""
+    """The method's official hyper-parameters with ``overrides`` applied; unknown keys, wrong
+    types and out-of-range values raise ``ConfigValueError`` (the same check as ``snakemake -n``,
+    ``wsvad_core/cards.py``)."""
     spec = get_method(name)
-    hp = spec.hparams()
-    valid = [f.name for f in dataclasses.fields(hp)]
-    unknown = [k for k in overrides if k not in valid]
-    if unknown:
-        raise ValueError(f"method {name!r}: unknown hyper-parameter(s) {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(valid)}")
-    coerced = {k: _coerce(type(hp), k, v, getattr(hp, k)) for k, v in overrides.items()}
-    return dataclasses.replace(hp, **coerced)
+    values = check_hparams(hparam_specs(spec.hparams), overrides, f"method {name!r}")
+    return dataclasses.replace(spec.hparams(), **values)
 
 
 def create_method(name: str, feat_dim: int, dictionary: np.ndarray | None = None,

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
-from .blocks import TemporalAggregate, rtfm_loss, xavier_init
+from .blocks import TemporalAggregate, rtfm_head, rtfm_loss, score_crops, xavier_init
 from .registry import register
 
 
@@ -46,27 +47,15 @@ class RTFMHParams(TrainHParams):
     n_segments: int = 32  # dataset.py process_feat(feature, 32); model.py num_segments = 32
     eval_every: int = 5  # main.py: test when step % 5 == 0 and step > 200
     eval_min_step: int = 200
-    dropout: float = 0.7  # model.py nn.Dropout(0.7)
-    topk: int = 0  # 0: n_segments // 10 (model.py k_abn = k_nor = num_segments // 10 = 3)
-    aggregate_inner: int = 512  # model.py Aggregate: 512 channels per branch
-    hidden1: int = 512  # model.py fc1
-    hidden2: int = 128  # model.py fc2
-    margin: float = 100.0  # train.py RTFM_loss(0.0001, 100)
-    alpha: float = 1e-4  # train.py RTFM_loss(0.0001, 100)
-    lambda_smooth: float = 8e-4  # train.py smooth(abn_scores, 8e-4)
-    lambda_sparse: float = 8e-3  # train.py sparsity(abn_scores, batch_size, 8e-3)
-
-
-def rtfm_head(model: nn.Module, seqs: Tensor, n_videos: int) -> tuple[Tensor, Tensor]:
-    """model.py after its input: Aggregate + dropout give the features; fc1 -> ReLU -> dropout
-    -> fc2 -> ReLU -> dropout -> fc3 -> sigmoid the snippet scores, averaged over the crops.
-    ``model`` holds RTFM's ``aggregate``, ``fc1``..``fc3``, ``drop_out`` (CLIP-TSA keeps them);
-    seqs (n_videos * C, T, W) video-major -> features (n_videos * C, T, W), scores (n_videos, T)."""
-    feats = model.drop_out(model.aggregate(seqs))
-    h = model.drop_out(F.relu(model.fc1(feats)))
-    h = model.drop_out(F.relu(model.fc2(h)))
-    scores = torch.sigmoid(model.fc3(h)).view(n_videos, -1, seqs.shape[1]).mean(1)
-    return feats, scores
+    dropout: float = hp(0.7, ge=0, lt=1)  # model.py nn.Dropout(0.7)
+    topk: int | None = hp(None, ge=1)  # None: n_segments // 10 (model.py k_abn = k_nor = num_segments // 10 = 3)
+    aggregate_inner: int = hp(512, ge=1)  # model.py Aggregate: 512 channels per branch
+    hidden1: int = hp(512, ge=1)  # model.py fc1
+    hidden2: int = hp(128, ge=1)  # model.py fc2
+    margin: float = hp(100.0, ge=0)  # train.py RTFM_loss(0.0001, 100)
+    alpha: float = hp(1e-4, ge=0)  # train.py RTFM_loss(0.0001, 100)
+    lambda_smooth: float = hp(8e-4, ge=0)  # train.py smooth(abn_scores, 8e-4)
+    lambda_sparse: float = hp(8e-3, ge=0)  # train.py sparsity(abn_scores, batch_size, 8e-3)
 
 
 class RTFMModel(WSVADModel):
@@ -86,16 +75,12 @@ class RTFMModel(WSVADModel):
         B, C, T, D = x.shape
         return rtfm_head(self, x.reshape(B * C, T, D), B)
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))
         return rtfm_loss(feats, scores, self.hparams, self.training)
 
     def _score_video(self, x: Tensor) -> Tensor:
-        # crops are independent in eval mode (BatchNorm uses running statistics): one at a time
-        # keeps memory flat for long videos
-        per_crop = [self.forward(x[c:c + 1][None])[1][0] for c in range(x.shape[0])]
-        return torch.stack(per_crop, 0).mean(0)
+        return score_crops(x, lambda v: self.forward(v[None, None])[1][0])
 
 
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:

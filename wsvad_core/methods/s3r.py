@@ -45,8 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
-from .blocks import TemporalAggregate, mlp_head, rtfm_loss, xavier_init
+from .blocks import TemporalAggregate, mlp_head, rtfm_loss, score_crops, xavier_init
 from .registry import register
 
 
@@ -60,16 +62,16 @@ class S3RHParams(TrainHParams):
     n_segments: int = 32  # opts / configs/base.py quantize_size 32
     eval_every: int = 1  # opts evaluate_freq 1
     eval_min_step: int = 5000  # opts evaluate_min_step 5000
-    dropout: float = 0.7  # opts dropout 0.7
-    topk: int = 0  # 0: n_segments // 10 (detector k_anomaly = k_regular = quantize_size // 10)
-    aggregate_reduction: int = 4  # detector Aggregate(dim, reduction=4): inner = D // 4
-    gate_reduction: int = 16  # detector deNormal(dim, dim // 2, reduction=16)
-    shrink_thres: float = 0.0  # memory: enNormal builds enNormalModule(dim, shrink_thres=0.)
-    margin: float = 100.0  # trainer RTFM_loss(0.0001, 100)
-    alpha: float = 1e-4  # trainer RTFM_loss(0.0001, 100)
-    lambda_smooth: float = 8e-4  # trainer smooth_loss(abn_scores, 8e-4)
-    lambda_sparse: float = 8e-3  # trainer sparsity_loss(abn_scores, batch_size, 8e-3)
-    lambda_macro: float = 1.0  # trainer: cost = ... + loss_macro (unweighted)
+    dropout: float = hp(0.7, ge=0, lt=1)  # opts dropout 0.7
+    topk: int | None = hp(None, ge=1)  # None: n_segments // 10 (detector k_anomaly = k_regular = quantize_size // 10)
+    aggregate_reduction: int = hp(4, ge=1)  # detector Aggregate(dim, reduction=4): inner = D // 4
+    gate_reduction: int = hp(16, ge=1)  # detector deNormal(dim, dim // 2, reduction=16)
+    shrink_thres: float = hp(0.0, ge=0)  # memory: enNormal builds enNormalModule(dim, shrink_thres=0.)
+    margin: float = hp(100.0, ge=0)  # trainer RTFM_loss(0.0001, 100)
+    alpha: float = hp(1e-4, ge=0)  # trainer RTFM_loss(0.0001, 100)
+    lambda_smooth: float = hp(8e-4, ge=0)  # trainer smooth_loss(abn_scores, 8e-4)
+    lambda_sparse: float = hp(8e-3, ge=0)  # trainer sparsity_loss(abn_scores, batch_size, 8e-3)
+    lambda_macro: float = hp(1.0, ge=0)  # trainer: cost = ... + loss_macro (unweighted)
 
 
 def _hard_shrink_relu(x: Tensor, lambd: float, eps: float = 1e-12) -> Tensor:
@@ -160,8 +162,7 @@ class S3RModel(WSVADModel):
         return {"features": x_video, "video_scores": video_scores, "macro_scores": macro_scores,
                 "affinity": affinity}
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         hp = self.hparams
         out = self.forward(torch.cat([normal, abnormal], 0))
         terms = rtfm_loss(out["features"], out["video_scores"], hp, self.training)
@@ -171,10 +172,8 @@ class S3RModel(WSVADModel):
         return {**terms, "loss": terms["loss"] + macro, "macro": macro}
 
     def _score_video(self, x: Tensor) -> Tensor:
-        # every crop is independent in eval mode (per-snippet attention, per-sequence gate and
-        # Aggregate, BatchNorm running stats): one crop at a time for long videos
-        per_crop = [self.forward(x[c:c + 1][None])["video_scores"][0] for c in range(x.shape[0])]
-        return torch.stack(per_crop, 0).mean(0)
+        # per-snippet attention, per-sequence gate and Aggregate: crops are independent
+        return score_crops(x, lambda v: self.forward(v[None, None])["video_scores"][0])
 
 
 _RENAMES = (

@@ -43,6 +43,7 @@ same way; the run gets them as a ``StackedStore``).
   not actually load the previous stage; the paper's staged training (what this reproduces)
   obviously does.
 * Test (test): whole video, eval mode, scores averaged over the 10 crops.
+* ``multi_patch_size: []`` is stage 1 alone (no patch feature sets are read).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsvad_core.features.patches import parse_grid
+from wsvad_core.grids import parse_grid
+
+from wsvad_core.cards import hp
 
 from .base import MethodSpec, TrainHParams, rename_official
 from .blocks import TemporalAggregate, mlp_head, rtfm_loss, xavier_init
@@ -67,33 +70,33 @@ __all__ = ["SSRLHParams", "SSRLModel", "load_official_state_dict"]
 @dataclass
 class SSRLHParams(TrainHParams):
     batch_size: int = 32  # option --batch_size 4 per process x 8 processes (stageN: nproc_per_node=8)
-    ddp_world_size: int = 8  # stageN: torch.distributed.launch --nproc_per_node=8
+    ddp_world_size: int = hp(8, ge=1)  # stageN: torch.distributed.launch --nproc_per_node=8
     lr: float = 1e-3  # stageN --lr [0.001]*150000 (constant)
     weight_decay: float = 5e-3  # main: optim.Adam(..., weight_decay=0.005)
     optimizer: str = "adam"  # main
-    multi_patch_size: tuple = (23, 35, 47)  # stage2-4 --multi_patch_size (rows = n // 10, cols = n % 10)
-    stage_steps: tuple = ()  # () = max_steps split equally: stageN --max_epoch 150000 each
+    multi_patch_size: tuple[int, ...] = hp((23, 35, 47), ge=11, le=99)  # stage2-4 --multi_patch_size (rows = n // 10, cols = n % 10)
+    stage_steps: tuple[int, ...] | None = hp(None, ge=0)  # None = max_steps split equally: stageN --max_epoch 150000 each
     max_steps: int = 600000  # 4 stages x 150000
     n_segments: int = 32  # option --num_segments 32; dataset process_feat(feature, 32)
     seed: int = 10  # option --seed 10
     eval_every: int = 5  # main: test_step = 5 ...
     eval_min_step: int = 50  # ... and step > 50
-    dropout: float = 0.7  # model nn.Dropout(0.7)
-    topk: int = 0  # 0: n_segments // 10 (model k_abn = k_nor = num_segments // 10)
-    hidden1: int = 512  # model Classfier fc1
-    hidden2: int = 128  # model Classfier fc2
-    branch_dropout: tuple = (47,)  # model: drop_out on the patch branch only "if size == 47"
-    margin: float = 100.0  # train RTFM_loss(0.0001, 100)
-    alpha: float = 1e-4
-    lambda_smooth: float = 8e-4  # train smooth(abn_scores, 8e-4)
-    lambda_sparse: float = 8e-3  # train sparsity(abn_scores, batch_size, 8e-3)
+    dropout: float = hp(0.7, ge=0, lt=1)  # model nn.Dropout(0.7)
+    topk: int | None = hp(None, ge=1)  # None: n_segments // 10 (model k_abn = k_nor = num_segments // 10)
+    hidden1: int = hp(512, ge=1)  # model Classfier fc1
+    hidden2: int = hp(128, ge=1)  # model Classfier fc2
+    branch_dropout: tuple[int, ...] = hp((47,), ge=11, le=99)  # model: drop_out on the patch branch only "if size == 47"
+    margin: float = hp(100.0, ge=0)  # train RTFM_loss(0.0001, 100)
+    alpha: float = hp(1e-4, ge=0)
+    lambda_smooth: float = hp(8e-4, ge=0)  # train smooth(abn_scores, 8e-4)
+    lambda_sparse: float = hp(8e-3, ge=0)  # train sparsity(abn_scores, batch_size, 8e-3)
 
     def patch_grids(self) -> tuple[tuple[int, int], ...]:
         """The patch feature sets this run reads (training/run.py), in crop-axis order."""
         return tuple(parse_grid(g) for g in self.multi_patch_size)
 
 
-def _grid_code(grid: tuple[int, int]) -> int:
+def _ssrl_code(grid: tuple[int, int]) -> int:
     return grid[0] * 10 + grid[1]
 
 
@@ -140,7 +143,7 @@ class SSRLModel(StagedModel):
             self.aggregate_patch.append(agg)
             self.patch_to_clip.append(conv)
             self.linear_out.append(lin)
-            self.branch_dropout.append(_grid_code(g) in drop_codes)
+            self.branch_dropout.append(_ssrl_code(g) in drop_codes)
         self.drop_out = nn.Dropout(hp.dropout)
         self.classifier = mlp_head([D, hp.hidden1, hp.hidden2, 1], hp.dropout, sigmoid=True)
         self.apply(xavier_init)  # model weight_init: Conv (1d and 2d) and Linear
@@ -204,8 +207,7 @@ class SSRLModel(StagedModel):
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))
         return rtfm_loss(feats, scores, self.hparams, self.training)
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         world = self.hparams.ddp_world_size
         B = normal.shape[0]
         if B % world:
@@ -239,9 +241,8 @@ SPEC = register(MethodSpec(
           "Detection. ECCV 2022",
     official_code="https://github.com/nutuniv/SSRL",
     hparams=SSRLHParams,
-    families=("i3d",),
+    accepts=("i3d",),
     build=SSRLModel,
+    reads_patches=True,
     load_official_state_dict=load_official_state_dict,
-    notes="Reads the patch feature sets of its grids beside the snippet features; the four "
-          "stages run in one training run (stage_steps); multi_patch_size: [] is stage 1 alone.",
 ))

@@ -16,18 +16,18 @@ __all__ = ["StagedModel", "stage_ends"]
 
 
 def stage_ends(stage_steps, max_steps: int, n_stages: int, method: str) -> list[int]:
-    """Cumulative step at which each stage ends. ``stage_steps`` empty: ``max_steps`` split
+    """Cumulative step at which each stage ends. ``stage_steps`` None: ``max_steps`` split
     equally (the remainder to the last stage); else one count per stage summing to max_steps."""
-    steps = [int(s) for s in stage_steps]
-    if not steps:
+    steps = [int(s) for s in stage_steps or ()]
+    if stage_steps is None:
         base = max_steps // n_stages
         steps = [base] * (n_stages - 1) + [max_steps - base * (n_stages - 1)]
     if len(steps) != n_stages or min(steps) < 0:
         raise ValueError(f"{method}: stage_steps {list(stage_steps)} needs {n_stages} non-negative "
-                         "step counts (one per stage), or [] to split max_steps equally")
+                         "step counts (one per stage), or null to split max_steps equally")
     if sum(steps) != max_steps:
         raise ValueError(f"{method}: max_steps {max_steps} must equal sum(stage_steps) = "
-                         f"{sum(steps)} (stage_steps {list(stage_steps)}); or set stage_steps: []")
+                         f"{sum(steps)} (stage_steps {list(stage_steps)}); or set stage_steps: null")
     return np.cumsum(steps).tolist()
 
 

@@ -69,20 +69,20 @@ def prepare_text_overrides(overrides: dict, store_attrs: Mapping, manifest) -> d
         out["class_names"] = list(class_names_from_manifest(manifest))
     if "text_weights" not in out:
         weights = (store_attrs.get("provenance") or {}).get("weights")
-        out["text_weights"] = "" if weights in (None, "random-init") else str(weights)
+        out["text_weights"] = None if weights in (None, "random-init") else str(weights)
     return out
 
 
 # The MethodSpec fields every text-prompt method shares: CLIP features, VadCLIP's 256-snippet
 # pad / mean-pool, the abnormal videos' classes, class names and CLIP weights from the data
-TEXT_PROMPT_SPEC = dict(segment_policy="pad_pool", families=("clip",), needs_class_labels=True,
+TEXT_PROMPT_SPEC = dict(segment_policy="pad_pool", accepts=("clip",), needs_class_labels=True,
                         prepare_overrides=prepare_text_overrides)
 
 
 def read_text_weights(path: str) -> dict[str, Tensor] | None:
     """The text-tower tensors of a CLIP weights file (open_clip / OpenAI state dict or TorchScript
     archive, optionally under ``clipmodel.``), or None when it only holds an image tower."""
-    from wsvad_core.features.backbones import read_state_dict
+    from wsvad_core.weights import read_state_dict
 
     sd = read_state_dict(path)
     out = {}
@@ -96,13 +96,14 @@ def read_text_weights(path: str) -> dict[str, Tensor] | None:
 class ClipTextEncoder(nn.Module):
     """Frozen open_clip text tower that encodes token embeddings.
 
-    ``width``/``heads``/``layers`` > 0 override the model config (small towers for tests and the
+    ``width``/``heads``/``layers`` (when given) override the model config (small towers for tests and the
     official-equivalence fixtures); ``embed_dim`` is the projection output (= the visual feature
     dim). ``train_projection`` leaves ``text_projection`` trainable (TPWNG fine-tunes it).
     """
 
-    def __init__(self, model: str = "ViT-B-16", weights: str = "", embed_dim: int = 0,
-                 width: int = 0, heads: int = 0, layers: int = 0, quick_gelu: bool = True,
+    def __init__(self, model: str = "ViT-B-16", weights: str | None = None, embed_dim: int | None = None,
+                 width: int | None = None, heads: int | None = None, layers: int | None = None,
+                 quick_gelu: bool = True,
                  train_projection: bool = False):
         super().__init__()
         import open_clip
@@ -133,7 +134,7 @@ class ClipTextEncoder(nn.Module):
         self.register_state_dict_post_hook(_drop_frozen)
         self.register_load_state_dict_pre_hook(_fill_frozen)
 
-    def _load(self, weights: str, model: str) -> dict[str, Any]:
+    def _load(self, weights: str | None, model: str) -> dict[str, Any]:
         sd = read_text_weights(weights) if weights else None
         if sd is None:
             why = (f"the weights file {weights} holds no text tower" if weights

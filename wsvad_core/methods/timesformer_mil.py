@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec
 from .blocks import mil_ranking_hinge, temporal_smoothness
 from .mil import MILHParams, MILModel, load_official_state_dict as _mil_loader
@@ -36,12 +38,12 @@ __all__ = ["TimesformerMILHParams", "TimesformerMILModel", "binary_focal_loss"]
 
 @dataclass
 class TimesformerMILHParams(MILHParams):
-    lambda_focal: float = 0.1  # description: ranking + 0.1 focal + 0.1 smoothness
-    lambda_smooth: float = 0.1
-    lambda_sparse: float = 0.0  # not in the description
-    l2_weight_reg: float = 0.0  # not in the description
-    focal_gamma: float = 2.0  # Lin et al. 2017 default
-    focal_alpha: float = 0.25  # Lin et al. 2017 default (weight of the positive class)
+    lambda_focal: float = hp(0.1, ge=0)  # description: ranking + 0.1 focal + 0.1 smoothness
+    lambda_smooth: float = hp(0.1, ge=0)
+    lambda_sparse: float = hp(0.0, ge=0)  # not in the description
+    l2_weight_reg: float = hp(0.0, ge=0)  # not in the description
+    focal_gamma: float = hp(2.0, ge=0)  # Lin et al. 2017 default
+    focal_alpha: float = hp(0.25, ge=0, le=1)  # Lin et al. 2017 default (weight of the positive class)
 
 
 def binary_focal_loss(p: Tensor, target: Tensor, gamma: float, alpha: float,
@@ -58,8 +60,7 @@ def binary_focal_loss(p: Tensor, target: Tensor, gamma: float, alpha: float,
 
 
 class TimesformerMILModel(MILModel):
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         hp = self.hparams
         B = normal.shape[0]
         scores = self.forward(torch.cat([abnormal, normal], 0))
@@ -83,11 +84,9 @@ SPEC = register(MethodSpec(
     name="timesformer_mil",
     paper="TimeSformer features + MIL ranking with focal and smoothness terms (paper-level "
           "description; no official code)",
-    official_code="paper only",
+    official_code=None,
     hparams=TimesformerMILHParams,
-    families=("timesformer",),
+    accepts=("timesformer",),
     build=TimesformerMILModel,
     load_official_state_dict=_mil_loader,  # the head's layers are mil's (fc1/fc2/fc3)
-    notes="Open details (focal gamma/alpha, head, optimiser) from the MIL baseline and Lin et "
-          "al.; see the module docstring.",
 ))

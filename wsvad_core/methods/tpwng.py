@@ -44,12 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel
 from .blocks import crop_samples, mlp_head, pad_windows, score_crops
 from .registry import register
 from .text import (UCF_CRIME_CLASSES, ClipTextEncoder, TEXT_PROMPT_SPEC, check_class_names,
                    tokenize)
-from .vadclip import lengths_from_padding
+from .blocks import lengths_from_padding
 
 
 @dataclass
@@ -60,24 +62,24 @@ class TPWNGHParams(TrainHParams):
     optimizer: str = "adam"  # supp.
     max_steps: int = 1250  # supp.: 50 epochs x 25 steps (800 normal videos / 32)
     n_segments: int = 256  # VadCLIP's 256-snippet inputs
-    prompt_len: int = 8  # Sec. 4.2: l = 8
-    alpha: float = 0.2  # Sec. 4.2: normality guidance weight
-    theta: float = 0.55  # Sec. 4.2: 0.55 UCF-Crime, 0.35 XD-Violence
-    span_softness: float = 256.0  # Sec. 4.2: R = 256
-    lambda1: float = 0.1  # Sec. 4.2: lambda1 (L_sp)
-    lambda2: float = 0.01  # Sec. 4.2: lambda2 (L_sm)
-    rank_margin: float = 1.0  # (reading) hinge margin of the ranking losses
-    tcsal_layers: int = 2  # supplementary (not available): chosen
-    tcsal_heads: int = 8
-    tcsal_dropout: float = 0.1
-    class_names: tuple = UCF_CRIME_CLASSES  # Normal first; run.py fills the dataset's
+    prompt_len: int = hp(8, ge=1)  # Sec. 4.2: l = 8
+    alpha: float = hp(0.2, ge=0)  # Sec. 4.2: normality guidance weight
+    theta: float = hp(0.55, ge=0, le=1)  # Sec. 4.2: 0.55 UCF-Crime, 0.35 XD-Violence
+    span_softness: float = hp(256.0, gt=0)  # Sec. 4.2: R = 256
+    lambda1: float = hp(0.1, ge=0)  # Sec. 4.2: lambda1 (L_sp)
+    lambda2: float = hp(0.01, ge=0)  # Sec. 4.2: lambda2 (L_sm)
+    rank_margin: float = hp(1.0, ge=0)  # (reading) hinge margin of the ranking losses
+    tcsal_layers: int = hp(2, ge=1)  # supplementary (not available): chosen
+    tcsal_heads: int = hp(8, ge=1)
+    tcsal_dropout: float = hp(0.1, ge=0, lt=1)
+    class_names: tuple[str, ...] = UCF_CRIME_CLASSES  # Normal first; run.py fills the dataset's
     text_model: str = "ViT-B-16"  # Sec. 4.2: CLIP ViT-B/16
-    text_weights: str = ""  # CLIP weights file (run.py: the CLIP feature set's); "" = random init
-    text_width: int = 0
-    text_heads: int = 0
-    text_layers: int = 0
-    train_crop: str = "random"
-    test_crop: int = -1  # -1: average the crops' scores
+    text_weights: str | None = None  # CLIP weights file (run.py: the CLIP feature set's); None = random init
+    text_width: int | None = hp(None, ge=1)
+    text_heads: int | None = hp(None, ge=1)
+    text_layers: int | None = hp(None, ge=1)
+    train_crops: str = hp("random", choices=("random", "all"))
+    test_crop: int | None = hp(None, ge=0)  # None: average the crops' scores
 
 
 def minmax(x: Tensor, valid: Tensor) -> Tensor:
@@ -169,14 +171,13 @@ class TPWNGModel(WSVADModel):
         return self.classifier(self.ln(x)).squeeze(-1)
 
     # -- interface -----------------------------------------------------------------------------
-    def loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
+    def _loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
              ) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
         hp = self.hparams
         K = len(hp.class_names)
         C = normal.shape[1]
-        xn = crop_samples(normal, hp.train_crop, key="train_crop")
-        xa = crop_samples(abnormal, hp.train_crop, key="train_crop")
+        xn = crop_samples(normal, hp.train_crops)
+        xa = crop_samples(abnormal, hp.train_crops)
         N = xn.shape[0]
         S = xn.shape[1]
         ln, la = lengths_from_padding(xn), lengths_from_padding(xa)
@@ -199,7 +200,7 @@ class TPWNGModel(WSVADModel):
             tau = masked_max(sim_a[..., 1:], va).argmax(-1).detach() + 1
         else:
             tau = torch.as_tensor(abnormal_classes, device=xa.device).long()
-            if C > 1 and hp.train_crop == "all":
+            if C > 1 and hp.train_crops == "all":
                 tau = tau.repeat_interleave(C)
             if tau.min() < 1 or tau.max() >= K:
                 raise ValueError(f"abnormal_classes must index class_names[1:{K}], got {tau.tolist()}")
@@ -224,8 +225,9 @@ class TPWNGModel(WSVADModel):
         dil = F.cosine_similarity(s_aa * va, s_an * va, dim=1).mean()
         s_aa_n = minmax(s_aa, va)
         diffs = (s_aa_n[:, 1:] - s_aa_n[:, :-1]) ** 2 * (va[:, 1:] & va[:, :-1])
-        l_sp = hp.lambda1 * diffs.sum(1).mean()
-        l_sm = hp.lambda2 * s_aa_n.sum(1).mean()
+        # the paper's L_sp (lambda1) is the smoothness term, L_sm (lambda2) the sparsity term
+        smoothness = hp.lambda1 * diffs.sum(1).mean()
+        sparsity = hp.lambda2 * s_aa_n.sum(1).mean()
         # PLG: normality-guided pseudo-labels (no gradient)
         with torch.no_grad():
             psi = (1 - hp.alpha) * s_aa_n + hp.alpha * (1 - minmax(s_an, va))
@@ -235,25 +237,24 @@ class TPWNGModel(WSVADModel):
         valid = torch.cat([vn, va], 0)
         bce = F.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), targets, reduction="none")
         cl = (bce * valid).sum() / valid.sum()
-        total = cl + rank_n + rank_a + dil + l_sp + l_sm
+        total = cl + rank_n + rank_a + dil + smoothness + sparsity
         return {"loss": total, "cls": cl, "rank_normal": rank_n, "rank_abnormal": rank_a,
-                "dil": dil, "smooth": l_sp, "sparse": l_sm}
+                "dil": dil, "smoothness": smoothness, "sparsity": sparsity}
 
     def _score_windows(self, seq: Tensor) -> Tensor:
         windows = pad_windows(seq, self.hparams.n_segments)
         return self.frame_scores(windows).reshape(-1)[:seq.shape[0]]
 
     def _score_video(self, x: Tensor) -> Tensor:
-        return score_crops(x, self.hparams.test_crop, self._score_windows)
+        return score_crops(x, self._score_windows, self.hparams.test_crop)
 
 
 SPEC = register(MethodSpec(
     name="tpwng",
     paper="Yang, Liu, Wu. Text Prompt with Normality Guidance for Weakly Supervised Video Anomaly "
           "Detection. CVPR 2024",
-    official_code="paper only",
+    official_code=None,
     hparams=TPWNGHParams,
     build=TPWNGModel,
-    notes="Paper-only reimplementation; equation readings are listed in wsvad_core/methods/tpwng.py.",
     **TEXT_PROMPT_SPEC,
 ))

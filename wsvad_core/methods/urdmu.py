@@ -48,17 +48,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
-from .blocks import crop_samples
+from .blocks import DSATransformer, TemporalEmbedding, crop_samples, score_crops
 from .registry import register
 
-__all__ = ["URDMUHParams", "URDMUModel", "DSATransformer", "dsa_mix", "TemporalEmbedding",
-           "load_official_state_dict"]
+__all__ = ["URDMUHParams", "URDMUModel", "load_official_state_dict"]
 
-# e as the official code computes it: torch.exp(torch.tensor(1.)) in float32
-_E32 = float(torch.exp(torch.tensor(1.0)))
-# exp(-d / e) is exactly 0 in float32 for d > ~282: a band of this radius equals the dense kernel
-_DSA_RADIUS = 300
 
 
 @dataclass
@@ -72,115 +69,22 @@ class URDMUHParams(TrainHParams):
     seed: int = 2022  # options --seed 2022
     eval_every: int = 10  # main: test when step % 10 == 0 and step > 10
     eval_min_step: int = 10
-    width: int = 512  # model: Temporal(input_size, 512), memories and transformer at 512
-    depth: int = 2  # model: Transformer(512, 2, 4, 128, 512, dropout=0.5)
-    heads: int = 4
-    dim_head: int = 128
-    mlp_dim: int = 512
-    dropout: float = 0.5
-    cls_hidden: int = 128  # model ADCLS_head: Linear(1024, 128)
-    a_nums: int = 60  # main: WSAD(..., a_nums=60, n_nums=60)
-    n_nums: int = 60
-    triplet_margin: float = 1.0  # model: nn.TripletMarginLoss(margin=1)
-    distance_margin: float = 100.0  # model: relu(100 - |neg| + |anc|)
-    lambda_memory: float = 0.1  # train AD_Loss: 0.1 * (A_loss + panomaly + N_loss + A_Nloss)
-    lambda_triplet: float = 0.1  # 0.1 * triplet
-    lambda_kl: float = 1e-3  # 0.001 * kl_loss
-    lambda_distance: float = 1e-4  # 0.0001 * distance
-    train_crops: str = "random"  # random | all (see module docstring)
-
-
-def dsa_mix(t: Tensor, dense_max: int = 2048) -> Tensor:
-    """The distance branch of UR-DMU's attention on (..., n, d): ``K @ t`` with
-    ``K[i, j] = exp(-|i - j| / e) / s_j``, ``s_j = sum_k exp(-|j - k| / e)`` (official broadcast).
-
-    Up to ``dense_max`` snippets the n x n kernel is built as the official code does; longer test
-    videos use the same kernel as a banded convolution (the kernel is exactly 0 in float32 beyond
-    ``_DSA_RADIUS``), so memory stays linear in n.
-    """
-    n = t.shape[-2]
-    if n <= dense_max:
-        pos = torch.arange(1, n + 1, device=t.device, dtype=torch.float32)
-        kernel = torch.exp(-(pos[None, :] - pos[:, None]).abs() / _E32)
-        kernel = kernel / kernel.sum(-1)  # divides column j by row sum j (official broadcast)
-        return kernel.to(t.dtype) @ t
-    offsets = torch.arange(-_DSA_RADIUS, _DSA_RADIUS + 1, device=t.device, dtype=torch.float32)
-    w = torch.exp(-offsets.abs() / _E32).to(t.dtype).view(1, 1, -1)
-    row_sum = F.conv1d(torch.ones(1, 1, n, device=t.device, dtype=t.dtype), w,
-                       padding=_DSA_RADIUS).view(n, 1)
-    lead, d = t.shape[:-2], t.shape[-1]
-    seq = (t / row_sum).reshape(-1, n, d).transpose(1, 2).reshape(-1, 1, n)
-    out = F.conv1d(seq, w, padding=_DSA_RADIUS)  # symmetric kernel: correlation == convolution
-    return out.view(-1, d, n).transpose(1, 2).reshape(*lead, n, d)
-
-
-class DSAAttention(nn.Module):
-    """Global self-attention + distance-kernel branch per head (translayer ``Attention``)."""
-
-    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float):
-        super().__init__()
-        inner = heads * dim_head
-        self.heads, self.dim_head = heads, dim_head
-        self.to_qkv = nn.Linear(dim, inner * 4, bias=False)  # q, k, v and the DSA value t
-        self.to_out = nn.Sequential(nn.Linear(2 * inner, dim), nn.Dropout(dropout))
-
-    def forward(self, x: Tensor) -> Tensor:  # (b, n, dim)
-        b, n, _ = x.shape
-        q, k, v, t = (z.view(b, n, self.heads, self.dim_head).transpose(1, 2)
-                      for z in self.to_qkv(x).chunk(4, dim=-1))
-        glob = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(dim_head), as official
-        local = dsa_mix(t)
-        out = torch.cat([glob, local], dim=-1).transpose(1, 2).reshape(b, n, -1)
-        return self.to_out(out)
-
-
-class PreNorm(nn.Module):
-    def __init__(self, dim: int, fn: nn.Module):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.fn = fn
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fn(self.norm(x))
-
-
-class FeedForward(nn.Module):
-    def __init__(self, dim: int, hidden: int, dropout: float):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-
-class DSATransformer(nn.Module):
-    """UR-DMU / BN-WVAD transformer: pre-norm residual [DSA attention, FFN] x depth."""
-
-    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int,
-                 dropout: float):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            nn.ModuleList([PreNorm(dim, DSAAttention(dim, heads, dim_head, dropout)),
-                           PreNorm(dim, FeedForward(dim, mlp_dim, dropout))])
-            for _ in range(depth))
-
-    def forward(self, x: Tensor) -> Tensor:
-        for attn, ff in self.layers:
-            x = attn(x) + x
-            x = ff(x) + x
-        return x
-
-
-class TemporalEmbedding(nn.Module):
-    """Conv1d(D, width, 3, padding 1) + ReLU along time on (N, T, D) (model ``Temporal``)."""
-
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        self.conv_1 = nn.Sequential(nn.Conv1d(in_dim, out_dim, 3, stride=1, padding=1), nn.ReLU())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv_1(x.transpose(1, 2)).transpose(1, 2)
+    width: int = hp(512, ge=1)  # model: Temporal(input_size, 512), memories and transformer at 512
+    depth: int = hp(2, ge=1)  # model: Transformer(512, 2, 4, 128, 512, dropout=0.5)
+    heads: int = hp(4, ge=1)
+    dim_head: int = hp(128, ge=1)
+    mlp_dim: int = hp(512, ge=1)
+    dropout: float = hp(0.5, ge=0, lt=1)
+    cls_hidden: int = hp(128, ge=1)  # model ADCLS_head: Linear(1024, 128)
+    a_nums: int = hp(60, ge=1)  # main: WSAD(..., a_nums=60, n_nums=60)
+    n_nums: int = hp(60, ge=1)
+    triplet_margin: float = hp(1.0, ge=0)  # model: nn.TripletMarginLoss(margin=1)
+    distance_margin: float = hp(100.0, ge=0)  # model: relu(100 - |neg| + |anc|)
+    lambda_memory: float = hp(0.1, ge=0)  # train AD_Loss: 0.1 * (A_loss + panomaly + N_loss + A_Nloss)
+    lambda_triplet: float = hp(0.1, ge=0)  # 0.1 * triplet
+    lambda_kl: float = hp(1e-3, ge=0)  # 0.001 * kl_loss
+    lambda_distance: float = hp(1e-4, ge=0)  # 0.0001 * distance
+    train_crops: str = hp("random", choices=("random", "all"))  # random | all (see module docstring)
 
 
 class MemoryUnit(nn.Module):
@@ -287,8 +191,7 @@ class URDMUModel(WSVADModel):
         return {"loss": total, "video_bce": video_bce, "memory": memory, "triplet": triplet,
                 "kl": kl, "distance": distance}
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         xn = crop_samples(normal, self.hparams.train_crops)
         xa = crop_samples(abnormal, self.hparams.train_crops)
         out = self.train_forward(torch.cat([xn, xa], 0), xn.shape[0])
@@ -302,8 +205,7 @@ class URDMUModel(WSVADModel):
         return self.cls_head(torch.cat([x, a_aug + n_aug], dim=-1)).squeeze(-1)
 
     def _score_video(self, x: Tensor) -> Tensor:
-        # crops are scored separately and averaged (test); one at a time for long videos
-        return torch.stack([self.test_forward(x[c:c + 1])[0] for c in range(x.shape[0])]).mean(0)
+        return score_crops(x, lambda v: self.test_forward(v[None])[0])
 
 
 _RENAMES = (("Amemory.", "abnormal_memory."), ("Nmemory.", "normal_memory."),
@@ -326,6 +228,4 @@ SPEC = register(MethodSpec(
     hparams=URDMUHParams,
     build=URDMUModel,
     load_official_state_dict=load_official_state_dict,
-    notes="Trained on per-crop samples (one random crop per video per step) as the official "
-          "per-crop lists; test averages per-crop scores. 200-segment mean-pool for training.",
 ))

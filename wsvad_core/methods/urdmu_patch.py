@@ -38,13 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsvad_core.features.patches import parse_grid
+from wsvad_core.grids import parse_grid
+
+from wsvad_core.cards import hp
 
 from .base import MethodSpec
-from .blocks import crop_samples
+from .blocks import TemporalEmbedding, crop_samples
 from .registry import register
 from .staged import StagedModel, stage_ends
-from .urdmu import (TemporalEmbedding, URDMUHParams, URDMUModel,
+from .urdmu import (URDMUHParams, URDMUModel,
                     load_official_state_dict as _urdmu_loader)
 
 __all__ = ["URDMUPatchHParams", "URDMUPatchModel", "TubeletCrossAttention"]
@@ -52,14 +54,14 @@ __all__ = ["URDMUPatchHParams", "URDMUPatchModel", "TubeletCrossAttention"]
 
 @dataclass
 class URDMUPatchHParams(URDMUHParams):
-    patch_grid: tuple = (2, 3)  # rows, cols of the patch feature set read beside the snippets
-    stage_steps: tuple = ()  # () = max_steps split equally: UR-DMU's 3000, then 3000 patch steps
+    patch_grid: tuple[int, int] = hp((2, 3), ge=1)  # rows, cols of the patch feature set read beside the snippets
+    stage_steps: tuple[int, ...] | None = hp(None, ge=0)  # None = max_steps split equally: UR-DMU's 3000, then 3000 patch steps
     max_steps: int = 6000
-    patch_heads: int = 4  # cross-attention heads (UR-DMU's transformer has 4)
-    patch_dropout: float = 0.1  # attention-output dropout in stage 2
-    lambda_patch_normal: float = 0.1
-    lambda_align: float = 0.1
-    fusion: float = 0.5  # weight of the stage-1 score in the final score
+    patch_heads: int = hp(4, ge=1)  # cross-attention heads (UR-DMU's transformer has 4)
+    patch_dropout: float = hp(0.1, ge=0, lt=1)  # attention-output dropout in stage 2
+    lambda_patch_normal: float = hp(0.1, ge=0)
+    lambda_align: float = hp(0.1, ge=0)
+    fusion: float = hp(0.5, ge=0, le=1)  # weight of the stage-1 score in the final score
 
     def patch_grids(self) -> tuple[tuple[int, int], ...]:
         return (parse_grid(self.patch_grid),)
@@ -151,8 +153,7 @@ class URDMUPatchModel(StagedModel):
         h = self.cross(tokens.reshape(N, P * T, -1), context)
         return s1, self.patch_head(h).view(N, P, T)
 
-    def loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
+    def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         (n_clip, n_patch), (a_clip, a_patch) = self._split(normal), self._split(abnormal)
         if self.stage == 1:
             return self.stage1.loss(n_clip, a_clip)
@@ -201,11 +202,10 @@ SPEC = register(MethodSpec(
     paper="Two-stage UR-DMU + spatial tubelet stage (SST-WSVADL / STPrivacy-style); stage 1: Zhou, "
           "Yu, Yang. Dual Memory Units with Uncertainty Regulation for Weakly Supervised Video "
           "Anomaly Detection. AAAI 2023",
-    official_code="paper only (stage 1: https://github.com/henrryzh1/UR-DMU)",
+    official_code=None,
     hparams=URDMUPatchHParams,
-    families=("i3d",),
+    accepts=("i3d",),
     build=URDMUPatchModel,
+    reads_patches=True,
     load_official_state_dict=load_official_state_dict,
-    notes="Reads the patch feature set of patch_grid beside the snippet features; stage 1 then "
-          "stage 2 in one run (stage_steps).",
 ))

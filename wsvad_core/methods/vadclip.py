@@ -24,10 +24,10 @@ src/ucf_test.py, ``opt`` = src/ucf_option.py (UCF-Crime; XD-Violence differences
 * Data (``tools``): training videos mean-pooled to 256 snippets when longer, else zero-padded
   to 256 (length kept for the masks; here recovered from the zero padding, as pad_pool pads with
   exact zeros). The official lists hold one row per crop: each crop is an independent sample;
-  here each batch video contributes one random crop per step (``train_crop="random"``), which
+  here each batch video contributes one random crop per step (``train_crops="random"``), which
   draws rows as the official loaders do. Test (``test``): the whole video in windows of 256
   (last one zero-padded), coarse scores sigmoid(logits1) (what the reported AUC uses) on one
-  crop (index 5 in the UCF-Crime list; ``test_crop``, -1 = average of all crops).
+  crop (index 5 in the UCF-Crime list; ``test_crop``, None = average of all crops).
 * Optimisation (``opt``, ``train``): batch 64 normal + 64 abnormal rows, AdamW lr 2e-5 [1e-5]
   (torch default weight decay 0.01), 10 epochs (= 1250 steps on UCF-Crime's 8000 normal rows),
   MultiStepLR(milestones [4, 8] [3, 6, 10] epochs, 0.1), test every 10 iterations keeping the
@@ -45,8 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsvad_core.cards import hp
+
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import crop_samples, pad_windows, score_crops
+from .blocks import crop_samples, lengths_from_padding, pad_windows, score_crops, topk_mean
 from .registry import register
 from .text import (UCF_CRIME_CLASSES, ClipTextEncoder, TEXT_PROMPT_SPEC, check_class_names,
                    tokenize)
@@ -62,24 +64,24 @@ class VadCLIPHParams(TrainHParams):
     n_segments: int = 256  # opt --visual-length 256 (pad / mean-pool, tools.process_feat)
     seed: int = 234  # opt --seed 234
     eval_every: int = 10  # train: test when i * 128 % 1280 == 0
-    lr_milestones: tuple = (500, 1000)  # opt --scheduler-milestones [4, 8] epochs x 125 steps
-    lr_gamma: float = 0.1  # opt --scheduler-rate 0.1
-    visual_heads: int = 1  # opt --visual-head 1
-    visual_layers: int = 2  # opt --visual-layers 2 (XD 1)
-    attn_window: int = 8  # opt --attn-window 8 (XD 64)
-    prompt_prefix: int = 10  # opt --prompt-prefix 10
-    prompt_postfix: int = 10  # opt --prompt-postfix 10
-    adj_threshold: float = 0.7  # model adj4: F.threshold(adj, 0.7, 0)
-    logit_temperature: float = 0.07  # model: logits2 = ... / 0.07
-    lambda_text_sep: float = 0.1  # train: loss3 / 13 * 1e-1 (XD: / 6 * 1e-4)
-    class_names: tuple = UCF_CRIME_CLASSES  # train label_map order; run.py fills the dataset's
+    lr_milestones: tuple[int, ...] = hp((500, 1000), ge=0)  # opt --scheduler-milestones [4, 8] epochs x 125 steps
+    lr_gamma: float = hp(0.1, gt=0)  # opt --scheduler-rate 0.1
+    visual_heads: int = hp(1, ge=1)  # opt --visual-head 1
+    visual_layers: int = hp(2, ge=1)  # opt --visual-layers 2 (XD 1)
+    attn_window: int = hp(8, ge=1)  # opt --attn-window 8 (XD 64)
+    prompt_prefix: int = hp(10, ge=0)  # opt --prompt-prefix 10
+    prompt_postfix: int = hp(10, ge=0)  # opt --prompt-postfix 10
+    adj_threshold: float = hp(0.7, ge=0, le=1)  # model adj4: F.threshold(adj, 0.7, 0)
+    logit_temperature: float = hp(0.07, gt=0)  # model: logits2 = ... / 0.07
+    lambda_text_sep: float = hp(0.1, ge=0)  # train: loss3 / 13 * 1e-1 (XD: / 6 * 1e-4)
+    class_names: tuple[str, ...] = UCF_CRIME_CLASSES  # train label_map order; run.py fills the dataset's
     text_model: str = "ViT-B-16"  # model clip.load("ViT-B/16")
-    text_weights: str = ""  # CLIP weights file (run.py: the CLIP feature set's); "" = random init
-    text_width: int = 0  # 0 = the text_model's (tests use small towers)
-    text_heads: int = 0
-    text_layers: int = 0
-    train_crop: str = "random"  # random | all (every crop an independent sample)
-    test_crop: int = -1  # -1: average the crops' scores; k: crop k only (official UCF list: 5)
+    text_weights: str | None = None  # CLIP weights file (run.py: the CLIP feature set's); None = random init
+    text_width: int | None = hp(None, ge=1)  # None = the text_model's (tests use small towers)
+    text_heads: int | None = hp(None, ge=1)
+    text_layers: int | None = hp(None, ge=1)
+    train_crops: str = hp("random", choices=("random", "all"))  # random | all (every crop an independent sample)
+    test_crop: int | None = hp(None, ge=0)  # None: average the crops' scores; k: crop k only (official UCF list: 5)
 
 
 def _quick_gelu(x: Tensor) -> Tensor:
@@ -161,28 +163,6 @@ def window_mask(length: int, window: int) -> Tensor:
                          f"({window}); the official mask leaves the remainder rows empty")
     block = torch.arange(length) // window
     return block[:, None] == block[None, :]
-
-
-def topk_mean(x: Tensor, lengths: Tensor, denom: int = 16) -> Tensor:
-    """Mean of the top int(len/16 + 1) values of x[i, :len_i] along dim 1 (x (N, T, ...)), the
-    official CLAS2 / CLASM instance score."""
-    T = x.shape[1]
-    valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]
-    valid = valid.reshape(valid.shape + (1,) * (x.ndim - 2))
-    srt = torch.sort(x.masked_fill(~valid, float("-inf")), dim=1, descending=True).values
-    k = (lengths.float() / denom + 1).long().clamp(max=T)  # int(len / 16 + 1)
-    keep = torch.arange(T, device=x.device)[None, :] < k[:, None]
-    keep = keep.reshape(keep.shape + (1,) * (x.ndim - 2))
-    summed = torch.where(keep, srt, torch.zeros_like(srt)).sum(1)
-    return summed / k.reshape((-1,) + (1,) * (x.ndim - 2)).to(x.dtype)
-
-
-def lengths_from_padding(x: Tensor) -> Tensor:
-    """(N, T, D) -> (N,) number of snippets up to the last non-zero one (at least 1): pad_pool
-    pads short videos with exact zeros."""
-    nonzero = (x != 0).any(-1)  # (N, T)
-    idx = torch.arange(1, x.shape[1] + 1, device=x.device)[None, :]
-    return (nonzero * idx).amax(1).clamp(min=1)
 
 
 class VadCLIPModel(WSVADModel):
@@ -279,14 +259,13 @@ class VadCLIPModel(WSVADModel):
         return text, logits1, logits2
 
     # -- interface -----------------------------------------------------------------------------
-    def loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
+    def _loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
              ) -> dict[str, Tensor]:
-        normal, abnormal = self._check_pair(normal, abnormal)
         hp = self.hparams
         C = normal.shape[1]
         # training samples, one row per crop as the official lists
-        n_rows = crop_samples(normal, hp.train_crop, key="train_crop")
-        a_rows = crop_samples(abnormal, hp.train_crop, key="train_crop")
+        n_rows = crop_samples(normal, hp.train_crops)
+        a_rows = crop_samples(abnormal, hp.train_crops)
         K = len(hp.class_names)
         rows_per_video = a_rows.shape[0] // abnormal.shape[0]
         labels = torch.zeros(n_rows.shape[0] + a_rows.shape[0], K, device=normal.device)
@@ -324,7 +303,7 @@ class VadCLIPModel(WSVADModel):
         return torch.sigmoid(logits.reshape(-1)[:T])
 
     def _score_video(self, x: Tensor) -> Tensor:
-        return score_crops(x, self.hparams.test_crop, self._score_windows)
+        return score_crops(x, self._score_windows, self.hparams.test_crop)
 
 
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:

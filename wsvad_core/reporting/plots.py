@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from wsvad_core.io import atomic_path
+from wsvad_core.io import atomic_path, shared_mode
 
 __all__ = ["label_intervals", "plot_timeline", "plot_curves", "plot_table", "table_bars", "table_html",
            "settings_html", "plot_run", "load_frame_scores", "timeline_name"]
@@ -287,10 +287,9 @@ def timeline_name(video_id: str) -> str:
 def _video_info(manifest) -> dict[str, dict]:
     if manifest is None:
         return {}
-    import pandas as pd
+    from wsvad_core.data.manifest import read_manifest
 
-    df = pd.read_csv(manifest, dtype={"video_id": str})
-    return {r["video_id"]: r for r in df.to_dict("records")}
+    return {r["video_id"]: r for r in read_manifest(manifest).to_dict("records")}
 
 
 def plot_run(scores: str | os.PathLike, ground_truth: str | os.PathLike, curves_out: str | os.PathLike,
@@ -330,7 +329,7 @@ def plot_run(scores: str | os.PathLike, ground_truth: str | os.PathLike, curves_
             plot_timeline(frame[vid], tmp / timeline_name(vid), gt=gt[vid], fps=row.get("fps"),
                           title=title, threshold=info.get("far_threshold"), snippet_len=clip_len)
             written.append(final / timeline_name(vid))
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs are shared folders
+        os.chmod(tmp, shared_mode(0o777))  # mkdtemp makes 0700; outputs are shared folders
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -339,7 +338,3 @@ def plot_run(scores: str | os.PathLike, ground_truth: str | os.PathLike, curves_
     return [Path(curves_out), *written]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsvad_core.catalog import PAPER_ONLY
+from wsvad_core.cards import method_card
 from wsvad_core.io import atomic_path
 from wsvad_core.reference_numbers import reported_for
 
@@ -83,8 +83,12 @@ def _reported_cell(r: dict, refs: dict) -> str:
     return f"{r['reported_value']:.2f} {metric}{other} [{refs[src]}]"
 
 
+def _paper_only(m: str) -> bool:
+    return method_card(m).paper_only
+
+
 def _method_cell(m: str) -> str:
-    return f"{m} †" if m in PAPER_ONLY else m
+    return f"{m} †" if _paper_only(m) else m
 
 
 def _weights_cell(w: str) -> str:
@@ -111,7 +115,7 @@ def to_markdown(summary: pd.DataFrame) -> str:
         notes.append("\n**random-init**: features from a randomly initialised backbone (no weights "
                      "file was configured); these numbers say nothing about the method's published "
                      "accuracy.")
-    if summary["method"].isin(PAPER_ONLY).any():
+    if any(_paper_only(m) for m in summary["method"]):
         notes.append("\n†: architecture and losses from the paper's description alone (no "
                      "official code to match).")
     provenance = summary[summary["source"] != ""].drop_duplicates("weights")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import csv
 import logging
 import random
-import resource
-import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +21,7 @@ from tqdm import tqdm
 
 from wsvad_core.device import method_batch_hint, record_peak_memory, vram_guard
 from wsvad_core.io import atomic_path
+from wsvad_core.runs import RunRecord, checkpoint_path, save_checkpoint
 from wsvad_core.training.data import PairedSampler, TrainingSet
 
 log = logging.getLogger(__name__)
@@ -36,12 +35,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss is KiB on Linux, bytes on macOS
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+def _peak_mb(device: torch.device) -> float:
+    """Peak memory so far: the allocator's on CUDA, the process RSS on the CPU."""
+    peak = record_peak_memory(device)
+    return peak["peak_allocated_mb"] if device.type == "cuda" else peak["peak_rss_mb"]
 
 
 def _rng_state() -> dict:
@@ -55,11 +52,12 @@ def _set_rng_state(state: dict) -> None:
 
 
 def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: torch.device,
-          optimizer: torch.optim.Optimizer, ckpt_every: int = 100, eval_fn: EvalFn | None = None,
-          eval_every: int = 0, progress: bool = True, extra_state: dict | None = None,
-          vram_gb: float | None = None) -> list[dict]:
+          optimizer: torch.optim.Optimizer, record: RunRecord, ckpt_every: int = 100,
+          eval_fn: EvalFn | None = None, eval_every: int = 0, progress: bool = True,
+          vram_mb: float | None = None) -> list[dict]:
     """Train ``model`` for ``hparams.max_steps`` steps; write ``checkpoint.pt`` (last step),
-    ``checkpoint_best.pt`` when ``eval_fn`` is given, and ``train_log.csv`` into ``out_dir``."""
+    ``checkpoint_best.pt`` when ``eval_fn`` is given, and ``train_log.csv`` into ``out_dir``;
+    ``record`` is what the checkpoints say about the run (``wsvad_core/runs.py``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_path = out_dir / "resume.pt"
@@ -92,7 +90,7 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
 
     # official repos score the test set for "best" only after some step (RTFM: step > 200);
     # when training stops before it, the last step is scored so that a best checkpoint exists
-    eval_min_step = int(getattr(hparams, "eval_min_step", 0) or 0)
+    eval_min_step = hparams.eval_min_step
     if eval_fn is not None and eval_every and eval_min_step >= hparams.max_steps:
         log.info("eval_min_step %d >= max_steps %d: the best checkpoint is chosen at the last step only",
                  eval_min_step, hparams.max_steps)
@@ -101,8 +99,7 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
     bar = tqdm(range(start, hparams.max_steps), initial=start, total=hparams.max_steps,
                desc=f"train {out_dir.parent.parent.name}", disable=not progress, leave=False)
     # a CUDA OOM under the job's VRAM cap becomes an error naming the setting to lower
-    hint = method_batch_hint(extra_state["method"]) if extra_state and "method" in extra_state else "batch_size"
-    with vram_guard(hint, device, vram_gb):
+    with vram_guard(method_batch_hint(record.method), device, vram_mb):
         for step in bar:
             model.train()
             n_idx, a_idx = sampler.next()
@@ -117,14 +114,12 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
                                          f"lower lr (now {hparams.lr}) or check the features for NaN/inf")
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
-            if hasattr(model, "before_step"):  # e.g. BN-WVAD's gradient clipping
-                model.before_step()
+            model.before_step()  # e.g. BN-WVAD's gradient clipping
             optimizer.step()
-            if hasattr(model, "after_step"):
-                model.after_step()
+            model.after_step()
             row = {"step": done, **{k: float(v.detach()) for k, v in terms.items()},
                    "lr": optimizer.param_groups[0]["lr"], "time_s": round(time.perf_counter() - t0, 3),
-                   "peak_mem_mb": round(peak_memory_mb(device), 1)}
+                   "peak_mem_mb": _peak_mb(device)}
             rows.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if (eval_fn is not None and eval_every and done > eval_min_step
@@ -133,21 +128,15 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
                 row["test_score"] = score
                 if score > best["score"]:
                     best = {"step": done, "score": score}
-                    _save_checkpoint(out_dir / "checkpoint_best.pt", model, hparams, done, extra_state)
+                    save_checkpoint(checkpoint_path(out_dir, "best"), model, replace(record, step=done))
             if done % ckpt_every == 0 and done < hparams.max_steps:
                 save_resume(done)
-    extra = {**(extra_state or {}), "peak_memory": record_peak_memory(device)}
-    _save_checkpoint(out_dir / "checkpoint.pt", model, hparams, hparams.max_steps, extra,
-                     best=best if eval_fn is not None else None)
+    save_checkpoint(checkpoint_path(out_dir, "last"), model,
+                    replace(record, step=hparams.max_steps, peak_memory=record_peak_memory(device),
+                            best=best if eval_fn is not None else None))
     _write_log(out_dir / "train_log.csv", rows)
     resume_path.unlink(missing_ok=True)
     return rows
-
-
-def _save_checkpoint(path: Path, model, hparams, step: int, extra: dict | None, best=None) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "hparams": asdict(hparams), "step": step,
-                    "best": best, **(extra or {})}, tmp)
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

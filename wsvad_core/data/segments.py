@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["meanpool", "resize", "pad_pool", "POLICIES", "apply_segment_policy", "apply_policy",
+__all__ = ["meanpool", "resize", "pad_pool", "POLICIES", "apply_segment_policy",
            "segment_bounds"]
 
 
@@ -103,4 +103,3 @@ def apply_segment_policy(name: str, x: np.ndarray, n_segments: int) -> np.ndarra
     return fn(x, n_segments)
 
 
-apply_policy = apply_segment_policy  # short name used by wsvad_core/training/data.py

@@ -6,7 +6,6 @@ same videos in every Snakemake job and on every machine.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
 
 
 def _check(n_shards: int) -> None:
@@ -18,11 +17,3 @@ def shard_of(video_id: str, n_shards: int) -> int:
     """Shard index in ``[0, n_shards)`` of one video id."""
     _check(n_shards)
     return zlib.crc32(video_id.encode("utf-8")) % n_shards
-
-
-def videos_in_shard(video_ids: Iterable[str], shard: int, n_shards: int) -> list[str]:
-    """The ids of ``video_ids`` that fall in ``shard``, in their input order."""
-    _check(n_shards)
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard {shard} out of range for {n_shards} shard(s)")
-    return [v for v in video_ids if shard_of(v, n_shards) == shard]

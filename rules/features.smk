@@ -1,0 +1,60 @@
+# Features: one job per shard of videos writes its own arrays into the store, either extracted
+# from the videos or imported from published .npy files (datasets.<d>.import_features); one
+# finalize job per store writes its root metadata last. Videos go to shards by a stable hash
+# of their id.
+rule extract_shard:
+    input:
+        videos=shard_video_files,
+    output:
+        EXTRACT_SHARD,
+    params:
+        manifest=lambda w: manifest_of_shard(w).to_dict("records"),
+        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
+        store=store_path,
+        vram_mb=VRAM_MB,
+    threads: 2
+    resources:
+        gpu=1,
+        vram_mb=VRAM_MB,
+    log:
+        LOGS + "/extract/{feature_set}/{shard}.log",
+    benchmark:
+        BENCHMARKS + "/extract/{feature_set}/{shard}.tsv"
+    conda:
+        "../envs/wsvad.yaml"
+    script:
+        "../workflow_scripts/extract.py"
+
+
+rule import_shard:
+    input:
+        features=import_shard_inputs,
+    output:
+        IMPORT_SHARD,
+    params:
+        videos=lambda w: import_shard_videos(w.dataset, w.shard),
+        spec=lambda w: import_spec(w.dataset, w.feature_set),
+        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
+        store=store_path,
+    threads: 1
+    log:
+        LOGS + "/import/{feature_set}/{shard}.log",
+    benchmark:
+        BENCHMARKS + "/import/{feature_set}/{shard}.tsv"
+    conda:
+        "../envs/wsvad.yaml"
+    script:
+        "../workflow_scripts/import_features.py"
+
+
+rule finalize_store:
+    input:
+        shards=store_shard_markers,
+    output:
+        STORE_MARKER,
+    log:
+        LOGS + "/finalize_store/{feature_set}.log",
+    conda:
+        "../envs/wsvad.yaml"
+    script:
+        "../workflow_scripts/finalize_store.py"
