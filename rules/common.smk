@@ -3,15 +3,15 @@
 import functools
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from wsvad_core.cards import method_card
-from wsvad_core.config import check_config, dataset_settings, import_specs, method_overrides, recipe, runs
+from wsvad_core.config import (check_batch_sizes, check_config, check_config_files, dataset_settings,
+                               import_specs, method_overrides, recipe, runs, validate_config)
 from wsvad_core.data.benchmarks import benchmark_videos, dataset_files
 from wsvad_core.shards import shard_of
 
 
-validate(config, "../schemas/config.schema.yaml")
+check_config_files(workflow.configfiles)
+validate_config(config, str(Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
 check_config(config)
 
 DATASETS = config["datasets"]
@@ -25,6 +25,7 @@ STORE = "results/{dataset}/features/{feature_set}.zarr"
 STORE_MARKER = STORE + "/zarr.json"  # the store's root metadata, written last: the store is complete
 EXTRACT_SHARD = "results/{dataset}/features/{feature_set}.shards/{shard}.json"
 IMPORT_SHARD = "results/{dataset}/features/{feature_set}.import/{shard}.json"
+WEIGHTS_CHECK = "results/{dataset}/features/{feature_set}.weights.json"
 GROUND_TRUTH = "results/{dataset}/gt/{feature_set}.npz"
 DICTIONARY = "results/{dataset}/dictionary/{feature_set}.npy"
 RUN = "results/{dataset}/runs/{method}/{feature_set}/seed{seed}"
@@ -79,10 +80,14 @@ def manifest_inputs(wildcards):
     return {k: str(v) for k, v in dataset_files(DATASETS[wildcards.dataset]).items()}
 
 
+def extracted_sets(dataset):
+    return [fs for fs in DATASETS[dataset]["feature_sets"] if fs not in IMPORTS[dataset]]
+
+
 def reads_videos(dataset):
     """Whether any feature set of the dataset is extracted from its videos (else the manifest is
     built from the list files alone and the videos are never opened)."""
-    return any(fs not in IMPORTS[dataset] for fs in DATASETS[dataset]["feature_sets"])
+    return bool(extracted_sets(dataset))
 
 
 # ---- features: each store is made by extraction or by import, per config; one rule finalises it
@@ -139,9 +144,20 @@ def manifest_of_shard(wildcards):
     return df[[shard_of(v, n) == int(wildcards.shard) for v in df["video_id"]]]
 
 
-def shard_video_files(wildcards):
-    """The video files of one shard, so that touching a video re-runs its shard only."""
-    return sorted(manifest_of_shard(wildcards)["path"])
+def extract_shard_inputs(wildcards):
+    """The video files of one shard (touching a video re-runs its shard only) and, when the
+    feature set names a weights file, the check that it fits the backbone."""
+    inputs = {"videos": sorted(manifest_of_shard(wildcards)["path"])}
+    if recipe(config, wildcards.dataset, wildcards.feature_set)["weights"] is not None:
+        inputs["weights_check"] = WEIGHTS_CHECK.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set)
+    return inputs
+
+
+def weights_key(wildcards):
+    """The config key that names a feature set's weights file (for error messages)."""
+    if "weights" in DATASETS[wildcards.dataset].get("feature_overrides", {}).get(wildcards.feature_set, {}):
+        return f"datasets.{wildcards.dataset}.feature_overrides.{wildcards.feature_set}.weights"
+    return f"feature_sets.{wildcards.feature_set}.weights"
 
 
 def shard_video_ids(wildcards):
@@ -157,7 +173,33 @@ def store_shard_markers(wildcards):
 
 
 # ---- training and evaluation
+def training_class_counts(dataset):
+    """(normal, abnormal) training videos, from the list files (read at DAG time) or, for a
+    generated dataset whose lists a rule writes, from its manifest (a checkpoint)."""
+    if lists_exist(dataset):
+        videos = dataset_videos(dataset)
+    else:
+        from wsvad_core.data.manifest import read_manifest
+
+        videos = read_manifest(checkpoints.manifest.get(dataset=dataset).output[0]).to_dict("records")
+    labels = [int(v["label"]) for v in videos if v["split"] == "train"]
+    return labels.count(0), labels.count(1)
+
+
+def lists_exist(dataset):
+    return all(Path(f).exists() for f in dataset_files(DATASETS[dataset]).values())
+
+
+# Checked here, at DAG-build time, wherever the lists exist: an error raised inside an input
+# function is not always reported (Snakemake may fall back on an existing output instead).
+for _d in DATASETS:
+    if lists_exist(_d):
+        check_batch_sizes(config, _d, *training_class_counts(_d))
+
+
 def train_inputs(wildcards):
+    if not lists_exist(wildcards.dataset):  # a generated dataset: known once its manifest is
+        check_batch_sizes(config, wildcards.dataset, *training_class_counts(wildcards.dataset))
     inputs = {
         "manifest": MANIFEST.format(dataset=wildcards.dataset),
         "store": STORE_MARKER.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set),

@@ -4,7 +4,7 @@
 # of their id.
 rule extract_shard:
     input:
-        videos=shard_video_files,
+        unpack(extract_shard_inputs),
     output:
         EXTRACT_SHARD,
     params:
@@ -58,3 +58,21 @@ rule finalize_store:
         "../envs/wsvad.yaml"
     script:
         "../workflow_scripts/finalize_store.py"
+
+
+rule check_weights:
+    # A feature set's weights file, loaded strictly into its backbone once, before any shard
+    # starts: a wrong or damaged file fails here, naming the config key and the key differences.
+    input:
+        weights=lambda w: recipe(config, w.dataset, w.feature_set)["weights"],
+    output:
+        WEIGHTS_CHECK,
+    params:
+        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
+        key=weights_key,
+    log:
+        LOGS + "/check_weights/{feature_set}.log",
+    conda:
+        "../envs/wsvad.yaml"
+    script:
+        "../workflow_scripts/check_weights.py"

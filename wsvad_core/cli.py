@@ -100,6 +100,9 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     record, state_dict = load_run(run_dir, checkpoint)
     ckpt = str(Path(run_dir) / checkpoint)
     recipe, provenance = record.recipe, record.provenance
+    if n_probed < int(recipe["clip_len"]):
+        raise VideoReadError(video, f"{n_probed} frame(s): shorter than one {recipe['clip_len']}-frame "
+                             "snippet of the run's feature recipe, so there is nothing to score")
     _check_weights(recipe, provenance)
     dev = select_device(prefer=device)
     feats, attrs = extract_one(video, recipe, dev, progress=progress, n_frames=n_probed)
@@ -173,13 +176,21 @@ def store_info(store_dir: str | os.PathLike, check: bool = False, progress: bool
         "video_hours": round(seconds / 3600, 3), "size_mb": round(size / 2**20, 2),
     }
     if check:
-        bad = {}
+        bad, foreign = {}, {}
         for vid in tqdm(store.video_ids, desc="check", unit="video", disable=not progress, leave=False):
-            x = store[vid]
+            try:
+                x = store[vid]
+            except (FeatureError, KeyError) as err:
+                foreign[vid] = str(err.args[0] if isinstance(err, KeyError) else err)
+                continue
+            if x.shape[0] != store.crops or x.shape[2] != store.dim or x.dtype != np.float16:
+                foreign[vid] = (f"shape {x.shape} {x.dtype}, the store says ({store.crops}, T, "
+                                f"{store.dim}) float16")
             n = int(x.size - np.count_nonzero(np.isfinite(x)))
             if n:
                 bad[vid] = n
         info["non_finite"] = bad
+        info["foreign"] = foreign
     return info
 
 
@@ -205,10 +216,13 @@ def _format_info(info: dict) -> str:
         f"size       {info['size_mb']:g} MB",
     ]
     if "non_finite" in info:
-        bad = info["non_finite"]
+        bad, foreign = info["non_finite"], info["foreign"]
         lines.append("check      all values finite" if not bad else
                      f"check      {len(bad)} video(s) with NaN/inf: "
                      + ", ".join(f"{k} ({v})" for k, v in list(bad.items())[:10]))
+        if foreign:
+            lines.append(f"check      {len(foreign)} array(s) not written by wsvad for this store: "
+                         + "; ".join(f"{k}: {v}" for k, v in list(foreign.items())[:5]))
     return "\n".join(lines)
 
 
@@ -268,7 +282,7 @@ def _run(args, progress: bool) -> int:
             return 0
         info = store_info(args.store, check=args.check, progress=progress)
         print(json.dumps(info, indent=2, sort_keys=True) if args.json else _format_info(info))
-        return 1 if info.get("non_finite") else 0
+        return 1 if info.get("non_finite") or info.get("foreign") else 0
     except USER_ERRORS as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"wsvad {args.command}: error: {msg}", file=sys.stderr)

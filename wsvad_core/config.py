@@ -4,6 +4,7 @@ its method's card (type and range), so that a typo stops ``snakemake -n``."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 from wsvad_core.cards import ConfigValueError, backbone_card, cards, check_hparams, method_card
@@ -12,6 +13,52 @@ from wsvad_core.recipes import normalize_recipe
 
 class ConfigError(ValueError):
     pass
+
+
+def validate_config(config: dict, schema: str) -> None:
+    """Snakemake's schema validation (it also fills the schema's defaults), with the error cut to
+    what says what is wrong: the problem and where (jsonschema's message prints the whole schema
+    and the whole offending block, hundreds of lines for a one-key typo)."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, schema)
+    except WorkflowError as err:
+        text = str(err.args[0]) if err.args else ""
+        problem = next((ln.removeprefix("ValidationError: ") for ln in text.splitlines()
+                        if ln.startswith("ValidationError:")), None)
+        where = next((ln for ln in text.splitlines() if ln.startswith("On instance")), None)
+        if problem is None or where is None:
+            raise
+        keys = re.findall(r"\[(?:'([^']*)'|(\d+))\]", where)
+        path = ".".join(a or b for a, b in keys) or "the top level"
+        raise ConfigError(f"config {path}: {problem} (checked against {Path(schema).name})") from None
+
+
+class _UniqueKeyLoader(__import__("yaml").SafeLoader):
+    """YAML keeps the last of two equal keys silently; a config file must not have any."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{self.name}, line {key_node.start_mark.line + 1}: key {key!r} appears "
+                                  f"again (first at line {seen[key] + 1}); YAML would keep only the "
+                                  "last one. Merge the two blocks into one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def check_config_files(paths) -> None:
+    """Every config file parses without duplicate keys (pasting a second ``datasets:`` block
+    below the first would otherwise drop the first one without a word)."""
+    import yaml
+
+    for p in paths:
+        with open(p, encoding="utf-8") as fh:
+            yaml.load(fh, Loader=_UniqueKeyLoader)
 
 
 def _known(kind: str, name: str, known, where: str) -> None:
@@ -41,7 +88,11 @@ def check_config(config: dict) -> None:
             if fs not in ds["feature_sets"]:
                 raise ConfigError(f"{where}.feature_overrides.{fs}: not one of this dataset's feature sets")
         for fs in ds["feature_sets"]:
-            recipe(config, ds_name, fs)  # a bad recipe names the feature set and the dataset
+            weights = recipe(config, ds_name, fs)["weights"]  # a bad recipe names the set and dataset
+            if weights is not None and not Path(weights).is_file():
+                key = (f"{where}.feature_overrides.{fs}.weights"
+                       if "weights" in ds.get("feature_overrides", {}).get(fs, {}) else f"feature_sets.{fs}.weights")
+                raise ConfigError(f"{key}: weights file {weights} does not exist")
         for m, values in ds.get("method_overrides", {}).items():
             if m not in ds["methods"]:
                 raise ConfigError(f"{where}.method_overrides.{m}: not one of this dataset's methods")
@@ -62,6 +113,23 @@ def check_config(config: dict) -> None:
     for ds in config.get("run_datasets", []):
         if ds not in config["datasets"]:
             raise ConfigError(f"run_datasets: unknown dataset {ds!r}; known: {sorted(config['datasets'])}")
+
+
+def check_batch_sizes(config: dict, dataset: str, n_normal: int, n_abnormal: int) -> None:
+    """Every step draws ``batch_size`` normal and ``batch_size`` abnormal training videos: a batch
+    size above either count cannot be drawn (found from the lists, before any extraction)."""
+    ds = config["datasets"][dataset]
+    trained = {m for m, _, _ in runs(config, dataset)}
+    for m in ds["methods"]:
+        if m not in trained:
+            continue
+        o = method_overrides(config, dataset, m)
+        bs = int(o.get("batch_size", method_card(m).hparams["batch_size"].default))
+        if bs > min(n_normal, n_abnormal):
+            key = (f"datasets.{dataset}.method_overrides.{m}.batch_size" if "batch_size" in o
+                   else f"the {m} default batch_size ({bs}; set datasets.{dataset}.method_overrides.{m}.batch_size)")
+            raise ConfigError(f"{key}: {bs} videos per class per step, but {dataset} has {n_normal} normal "
+                              f"and {n_abnormal} abnormal training videos; use at most {min(n_normal, n_abnormal)}")
 
 
 def import_specs(config: dict, dataset: str) -> dict[str, dict]:

@@ -2,6 +2,9 @@
 failed Snakemake job says what to fix without a traceback hunt."""
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class AnnotationError(ValueError):
     """A malformed line in a split list or temporal annotation file."""
@@ -28,11 +31,33 @@ class FeatureError(ValueError):
     The message names the store (or file) and the video."""
 
 
+class StorageError(OSError):
+    """Writing an output failed (disk full, permissions, a vanished folder): the message names
+    what was being written and the free space where it goes."""
+
+    def __init__(self, what: str, target, err: OSError):
+        import shutil
+
+        target = Path(target)
+        probe = next((p for p in (target, *target.parents) if p.exists()), None)
+        free = f"{shutil.disk_usage(probe).free / 2**30:.2f} GB free on {probe}" if probe else "no such folder"
+        hint = (" Free some space and run the same command again: what was finished before is kept, "
+                "only this job is redone." if err.errno == errno.ENOSPC else "")
+        super().__init__(err.errno, f"writing {what} failed: {err.strerror or err} ({free}).{hint}")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+# errors of the device written to, not of the code: reported as StorageError
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES}
+
+
 class WeightsMismatchError(ValueError):
     """A backbone weights file that does not fit the architecture (strict loading)."""
 
     def __init__(self, path, problem: str, missing=(), unexpected=(), mismatched=()):
-        self.path = str(path)
+        self.path, self.problem = str(path), problem
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
         parts = [f"{self.path}: {problem}"]
         for name, keys in (("missing keys", self.missing), ("unexpected keys", self.unexpected),

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from wsvad_core.errors import WRITE_ERRNOS, StorageError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -25,6 +27,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, shared_mode())  # mkstemp makes 0600; outputs are shared files
         os.replace(tmp_path, path)
+    except OSError as err:
+        if isinstance(err, StorageError) or err.errno not in WRITE_ERRNOS:
+            raise
+        raise StorageError(str(path), path.parent, err) from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

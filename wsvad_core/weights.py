@@ -50,8 +50,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         if not _is_torchscript(path):
-            raise WeightsMismatchError(path, f"cannot be read as a torch state dict "
-                                             f"(torch.load, weights_only=True): {err}") from err
+            raise WeightsMismatchError(path, _unreadable_reason(path, err)) from err
         try:
             obj = torch.jit.load(path, map_location="cpu").state_dict()
         except Exception as err2:
@@ -71,6 +70,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
+
+
+def _unreadable_reason(path: str, err: Exception) -> str:
+    """Why ``torch.load`` refused a file, in terms of what the user can do about it."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):
+        return ("is not a PyTorch weights file (neither a torch.save archive nor a pickle; "
+                f"first bytes {head!r}); check the path and that the download is complete")
+    first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    return ("holds Python objects besides tensors, which safe loading (torch.load with "
+            "weights_only=True) refuses; re-save just the weights, e.g. "
+            f"torch.save(torch.load(path, weights_only=False)['state_dict'], out) ({first})")
 
 
 def _is_torchscript(path: str) -> bool:

@@ -122,6 +122,10 @@ def read_ucf_temporal_annotation(path: str | os.PathLike) -> dict[str, VideoAnno
             raise AnnotationError(path, line_no, f"expected 'name class s1 e1 [s2 e2 ...]', got "
                                   f"{len(fields)} field(s)")
         name, cls = fields[0], fields[1]
+        if not name.lower().endswith(VIDEO_SUFFIXES) and any(f.lower().endswith(VIDEO_SUFFIXES) for f in fields[1:]):
+            raise AnnotationError(path, line_no, f"the video name is split at a space ({' '.join(fields[:3])!r} "
+                                  "...): file names with spaces cannot be listed; rename the video, "
+                                  "e.g. with underscores")
         if "/" in name:
             raise AnnotationError(path, line_no, f"{name!r} has a folder: this looks like "
                                   "UR-DMU's UCF_Annotation.txt (use read_urdmu_ucf_annotation)")
@@ -171,8 +175,10 @@ def read_ucf_video_list(path: str | os.PathLike) -> list[ListEntry]:
     seen: dict[str, int] = {}
     for line_no, fields in _lines(path):
         if len(fields) != 1:
+            hint = ("; a file name with spaces cannot be listed (fields are separated by white space): "
+                    "rename the video, e.g. with underscores" if len(fields) > 1 else "")
             raise AnnotationError(path, line_no, f"expected one 'Class/name.mp4' path, got "
-                                  f"{len(fields)} fields")
+                                  f"{len(fields)} fields{hint}")
         relpath = fields[0].replace("\\", "/")
         p = PurePosixPath(relpath)
         video_id = strip_video_suffix(p.name)

@@ -65,11 +65,13 @@ class _VideoIndex:
 
 
 def build_manifest(layout: str, files: Mapping[str, str | os.PathLike], root: str | os.PathLike,
-                   probe_videos: bool = True, progress: bool = True) -> pd.DataFrame:
+                   probe_videos: bool = True, progress: bool = True, min_frames: int = 1) -> pd.DataFrame:
     """The manifest of a dataset from its list/annotation ``files`` (``data/benchmarks.py``).
     With ``probe_videos`` every video is looked up at ``root/relpath`` (then by file name
-    anywhere under ``root``) and probed; an annotated event that starts after its video's last
-    frame is an error. Without, the videos are not opened."""
+    anywhere under ``root``) and probed; a video of fewer than ``min_frames`` frames (one
+    snippet of the dataset's extracted feature sets) and an annotated event that starts after its
+    video's last frame are errors, before any extraction starts. Without, the videos are not
+    opened."""
     videos = benchmark_videos(layout, files)
     train_labels = [v.label for v in videos if v.split == "train"]
     for label, kind in ((0, "normal"), (1, "abnormal")):
@@ -98,15 +100,24 @@ def build_manifest(layout: str, files: Mapping[str, str | os.PathLike], root: st
             raise FileNotFoundError(f"{v.source}: video {v.relpath!r} not found; expected "
                                     f"{root / v.relpath} (or a file of that name under {root})")
         n_frames, fps = probe_video(path)
+        if n_frames < min_frames:
+            raise AnnotationError(*_source(v), f"video {path} has {n_frames} frame(s), fewer than one "
+                                  f"{min_frames}-frame snippet of the dataset's feature sets: remove "
+                                  "it from this list (loop-padding would turn it into one fake snippet)")
         # an end a frame or two past the last is common in the official files (clipped later);
         # an event that starts after the video ends is a wrong line or video
         late = [(s, e) for s, e in intervals.get(v.video_id, ()) if s >= n_frames] if v.split == "test" else []
         if late:
-            src, _, line = v.source.rpartition(", line ")
-            raise AnnotationError(src, int(line), f"interval {late[0]} starts after the last frame "
+            raise AnnotationError(*_source(v), f"interval {late[0]} starts after the last frame "
                                   f"of {path} ({n_frames} frames)")
         rows.append((v.video_id, os.path.abspath(path), v.split, v.label, v.cls, n_frames, fps))
     return pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES)
+
+
+def _source(video) -> tuple[str, int | None]:
+    """(file, line) of the list line that names ``video``."""
+    src, _, line = video.source.rpartition(", line ")
+    return (src, int(line)) if line.isdigit() else (video.source, None)
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -111,6 +111,22 @@ def create_backbone(name: str, recipe: Mapping) -> Backbone:
     return model
 
 
+def check_weights(recipe: Mapping, out, key: str = "weights") -> dict:
+    """The ``check_weights`` rule: build the recipe's backbone from its weights file (strict
+    loading) and write the file's provenance; a file that does not fit raises an error that
+    names the config ``key`` as well as the file and the key differences."""
+    from wsvad_core.io import write_json
+
+    try:
+        model = create_backbone(recipe["backbone"], recipe)
+    except WeightsMismatchError as err:
+        raise WeightsMismatchError(err.path, f"(config {key}) {err.problem}", err.missing, err.unexpected,
+                                   err.mismatched) from err
+    provenance = {**model.provenance, "backbone": recipe["backbone"], "config_key": key}
+    write_json(out, provenance)
+    return provenance
+
+
 @contextlib.contextmanager
 def _quiet_library_noise():
     """Hide import/creation chatter that would mislead a log reader: pytorchvideo's jit

@@ -62,8 +62,8 @@ def _open(path: str | os.PathLike):
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as err:  # decord raises RuntimeError / DECORDError with ffmpeg's message
         why = _stream_problem(path)
-        raise VideoReadError(path, f"cannot be opened by decord: {why + '; ' if why else ''}"
-                                   f"{_short(err)}") from err
+        raise VideoReadError(path, f"cannot be opened: {why}" if why else
+                             f"cannot be opened by decord: {_short(err)}") from err
     n = len(reader)
     if n < 1:
         raise VideoReadError(path, "has no frames")
@@ -71,19 +71,28 @@ def _open(path: str | os.PathLike):
 
 
 # Run in a child process: PyAV and decord bundle different ffmpeg builds, and importing av
-# after decord in one process crashes it (segfault).
+# after decord in one process crashes it (segfault). decord loses FFmpeg's own reason ("moov atom
+# not found"); PyAV captures FFmpeg's log, so the child reports it.
 _PROBE_STREAMS = """
 import json, sys
-import av
-with av.open(sys.argv[1]) as c:
-    print(json.dumps([[s.type, s.codec_context.name if s.codec_context else None] for s in c.streams]))
+import av, av.logging
+av.logging.set_level(av.logging.ERROR)
+with av.logging.Capture(local=False) as logs:
+    try:
+        with av.open(sys.argv[1]) as c:
+            out = {"streams": [[s.type, s.codec_context.name if s.codec_context else None] for s in c.streams]}
+    except av.FFmpegError as err:
+        out = {"error": err.strerror or str(err),
+               "log": [m.strip() for lvl, _, m in logs if lvl <= av.logging.ERROR and m.strip()]}
+print(json.dumps(out))
 """
 
 
 def _stream_problem(path: str) -> str | None:
-    """What is wrong with a container decord refused, where PyAV can tell: no video stream at
-    all, or one whose codec ffmpeg has no decoder for (decord only says "cannot find video
-    stream")."""
+    """What is wrong with a container decord refused, as FFmpeg (through PyAV) says it: its
+    reason for not opening the file ("moov atom not found" for a truncated mp4), no video stream
+    at all, or a video codec ffmpeg has no decoder for (decord only says "Error reading" or
+    "cannot find video stream")."""
     import json
     import subprocess
     import sys
@@ -91,11 +100,15 @@ def _stream_problem(path: str) -> str | None:
     try:
         res = subprocess.run([sys.executable, "-c", _PROBE_STREAMS, path], capture_output=True,
                              text=True, timeout=60)
-        streams = json.loads(res.stdout) if res.returncode == 0 else None
+        probe = json.loads(res.stdout) if res.returncode == 0 else None
     except (OSError, ValueError, subprocess.SubprocessError):
-        streams = None
-    if streams is None:  # not a container PyAV reads either: decord's message says enough
+        probe = None
+    if probe is None:
         return None
+    if "error" in probe:
+        reasons = list(dict.fromkeys([*probe["log"], probe["error"]]))
+        return "FFmpeg: " + "; ".join(reasons) + " (a damaged, truncated or non-video file)"
+    streams = probe["streams"]
     video = [codec for kind, codec in streams if kind == "video"]
     if not video:
         kinds = ", ".join(f"{kind} {codec or '?'}" for kind, codec in streams)

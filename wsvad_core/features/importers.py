@@ -211,7 +211,10 @@ def import_videos(videos: Sequence[Mapping], spec: Mapping, store_dir: str | os.
                  "class": v.get("class", v.get("cls")), "n_snippets": t, "clip_len": clip_len,
                  "stride": clip_len, "recipe_fingerprint": fingerprint,
                  "source_files": [str(p) for p in paths]}
-        write_video_array(store_dir, v["video_id"], feats, attrs)
+        try:
+            write_video_array(store_dir, v["video_id"], feats, attrs)
+        except FeatureError as err:  # NaN/inf or overflow: name the published file(s) it came from
+            raise FeatureError(f"{', '.join(map(str, paths))}: {err}") from err
         summaries.append({"video_id": v["video_id"], "shape": list(feats.shape)})
     return summaries
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from wsvad_core.errors import FeatureError
+from wsvad_core.errors import WRITE_ERRNOS, FeatureError, StorageError
 from wsvad_core.io import json_default
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,12 @@ def write_video_array(store_dir: str | os.PathLike, video_id: str, array, attrs:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        raise StorageError(f"the features of video {vid!r} into the feature store {store_dir}", store_dir,
+                           err) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -225,14 +231,22 @@ class FeatureStore:
             raise FeatureError(f"feature store {self.path}: cannot be opened as a Zarr group: {err}") from err
         self.attrs: dict = dict(self._group.attrs)
         videos = self.attrs.get("videos")
-        self.video_ids: list[str] = list(videos) if videos is not None else sorted(self._group.array_keys())
+        if not isinstance(videos, list) or "dim" not in self.attrs:
+            raise FeatureError(f"{self.path}: a Zarr group, but not a wsvad feature store (its root "
+                               "attributes lack the video list and feature dim that the finalize "
+                               "step writes)")
+        self.video_ids: list[str] = list(videos)
         self._ids = set(self.video_ids)
 
     def _array(self, video_id: str):
         try:
-            return self._group[str(video_id)]
+            arr = self._group[str(video_id)]
         except KeyError:
             raise KeyError(f"feature store {self.path} has no video {video_id!r}") from None
+        if len(arr.shape) != 3:
+            raise FeatureError(f"feature store {self.path}, video {video_id!r}: an array of shape "
+                               f"{tuple(arr.shape)}, not (crops, T, D); not written by wsvad")
+        return arr
 
     def __getitem__(self, video_id: str) -> np.ndarray:
         return np.asarray(self._array(video_id)[...])
