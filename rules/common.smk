@@ -7,6 +7,7 @@ from wsvad_core.cards import method_card
 from wsvad_core.config import (check_batch_sizes, check_config, check_config_files, dataset_settings,
                                import_specs, method_overrides, recipe, runs, validate_config)
 from wsvad_core.data.benchmarks import benchmark_videos, dataset_files
+from wsvad_core.gpu_slots import gpus_on_this_machine
 from wsvad_core.shards import shard_of
 
 
@@ -18,6 +19,12 @@ DATASETS = config["datasets"]
 RUN_DATASETS = config.get("run_datasets") or list(DATASETS)
 # every GPU job fits on one 6 GB card: it declares this budget and caps its allocator to it
 VRAM_MB = 6144
+# A GPU job holds one `gpu` token (the profile's `resources: gpu=N` = cards) where this machine has
+# cards; on a CPU-only machine it takes none, so CPU jobs share the cores instead of queueing on a
+# token that stands for nothing, and trainings run one thread each, side by side. A cluster
+# profile (profiles/slurm) sets gpu=1 per job itself: the submitting host need not have a card.
+GPU_PER_JOB = 1 if gpus_on_this_machine() else 0
+CPU_JOB_THREADS = 2 if GPU_PER_JOB else 1
 
 # ---- where everything is: one pattern per output (rules and input functions use these)
 MANIFEST = "results/{dataset}/manifest.csv"

@@ -1,3 +1,5 @@
+# Scores, metrics and the plots of one run (ROC/PR curves, one score timeline per test video
+# with the ground truth shaded): one job, since the plots are seconds of work on its outputs.
 rule evaluate:
     input:
         unpack(train_inputs),
@@ -7,14 +9,32 @@ rule evaluate:
     output:
         scores=RUN + "/scores.npz",
         metrics=RUN + "/metrics.json",
+        curves=report(
+            PLOTS + "/curves.png",
+            caption="../report/curves.rst",
+            category="Curves",
+            subcategory="{dataset}",
+            labels=RUN_LABELS,
+        ),
+        timelines=report(
+            directory(PLOTS + "/timelines"),
+            patterns=["{video}.png"],
+            caption="../report/timeline.rst",
+            category="Timelines",
+            subcategory="{dataset}: {method} on {feature_set}, seed {seed}",
+            labels={"video": "{video}", **RUN_LABELS},
+        ),
     params:
         store=store_path,
         protocol=scoring_protocol,
         evaluation=lambda w: dataset_settings(config, w.dataset, "evaluation"),
+        # shown with every plot in the report: how the run was made
+        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
+        method_overrides=lambda w: method_overrides(config, w.dataset, w.method),
         vram_mb=VRAM_MB,
-    threads: 2
+    threads: CPU_JOB_THREADS
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
         vram_mb=VRAM_MB,
     log:
         LOGS + "/evaluate/{method}/{feature_set}/seed{seed}.log",

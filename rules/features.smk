@@ -12,9 +12,9 @@ rule extract_shard:
         recipe=lambda w: recipe(config, w.dataset, w.feature_set),
         store=store_path,
         vram_mb=VRAM_MB,
-    threads: 2
+    threads: 2  # a backbone forward uses both cores well (fewer, larger jobs than training)
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
         vram_mb=VRAM_MB,
     log:
         LOGS + "/extract/{feature_set}/{shard}.log",

@@ -1,40 +1,6 @@
-# Plots for people and for `snakemake --report report.html`: per run the ROC/PR curves and one
-# score timeline per test video (ground truth shaded), per dataset a bar chart of its table.
-
-
-rule plot_run:
-    input:
-        scores=RUN + "/scores.npz",
-        metrics=RUN + "/metrics.json",
-        gt=GROUND_TRUTH,
-        manifest=MANIFEST,
-    output:
-        curves=report(
-            PLOTS + "/curves.png",
-            caption="../report/curves.rst",
-            category="Curves",
-            subcategory="{dataset}",
-            labels=RUN_LABELS,
-        ),
-        timelines=report(
-            directory(PLOTS + "/timelines"),
-            patterns=["{video}.png"],
-            caption="../report/timeline.rst",
-            category="Timelines",
-            subcategory="{dataset}: {method} on {feature_set}, seed {seed}",
-            labels={"video": "{video}", **RUN_LABELS},
-        ),
-    params:
-        # shown with every plot in the report: how the run was made
-        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
-        method_overrides=lambda w: method_overrides(config, w.dataset, w.method),
-        evaluation=lambda w: dataset_settings(config, w.dataset, "evaluation"),
-    log:
-        LOGS + "/plot_run/{method}/{feature_set}/seed{seed}.log",
-    conda:
-        "../envs/wsvad.yaml"
-    script:
-        "../workflow_scripts/plot_run.py"
+# Plots for people and for `snakemake --report report.html`: per dataset a bar chart of its
+# table and its settings (each run's curves and timelines come with its evaluation,
+# rules/evaluate.smk).
 
 
 rule plot_table:

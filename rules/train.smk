@@ -13,9 +13,9 @@ rule train:
         version=lambda w: method_card(w.method).version,
         protocol=scoring_protocol,
         vram_mb=VRAM_MB,
-    threads: 2
+    threads: CPU_JOB_THREADS
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
         vram_mb=VRAM_MB,
     log:
         LOGS + "/train/{method}/{feature_set}/seed{seed}.log",

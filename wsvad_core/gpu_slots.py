@@ -72,6 +72,20 @@ def candidate_devices() -> list[str]:
     return [str(i) for i in range(n)]
 
 
+def gpus_on_this_machine() -> int:
+    """How many cards this machine offers jobs, without importing torch (the DAG asks):
+    $WSVAD_GPU_SLOTS, else the CUDA_VISIBLE_DEVICES entries, else the NVIDIA driver's GPUs
+    (/proc/driver/nvidia/gpus); $WSVAD_DEVICE=cpu means none."""
+    if os.environ.get("WSVAD_DEVICE", "").lower() == "cpu":
+        return 0
+    if os.environ.get(ENV_SLOTS):
+        return max(0, int(os.environ[ENV_SLOTS]))
+    if CVD in os.environ:
+        return len([d for d in os.environ[CVD].split(",") if d.strip() and d.strip() != "-1"])
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return len(list(gpus.iterdir())) if gpus.is_dir() else 0
+
+
 def _under_slurm() -> bool:
     return bool(os.environ.get("SLURM_JOB_ID"))
 
