@@ -35,7 +35,6 @@ localrules:
     finalize_store,
     ground_truth,
     table,
-    plot_run,
     plot_table,
 
 

@@ -4,12 +4,20 @@ import functools
 from pathlib import Path
 
 from wsvad_core.cards import method_card
-from wsvad_core.config import (check_batch_sizes, check_config, check_config_files, dataset_settings,
-                               import_specs, method_overrides, recipe, runs, validate_config)
+from wsvad_core.config import (
+    check_batch_sizes,
+    check_config,
+    check_config_files,
+    dataset_settings,
+    import_specs,
+    method_overrides,
+    recipe,
+    runs,
+    validate_config,
+)
 from wsvad_core.data.benchmarks import benchmark_videos, dataset_files
 from wsvad_core.gpu_slots import gpus_on_this_machine
 from wsvad_core.shards import shard_of
-
 
 check_config_files(workflow.configfiles)
 validate_config(config, str(Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
@@ -52,8 +60,9 @@ wildcard_constraints:
 
 def run_paths(dataset, name):
     """``name`` (e.g. "metrics.json") in the folder of every run of a dataset."""
-    return [RUN.format(dataset=dataset, method=m, feature_set=fs, seed=s) + "/" + name
-            for m, fs, s in runs(config, dataset)]
+    return [
+        RUN.format(dataset=dataset, method=m, feature_set=fs, seed=s) + "/" + name for m, fs, s in runs(config, dataset)
+    ]
 
 
 def table_targets():
@@ -133,10 +142,13 @@ def import_shard_inputs(wildcards):
     files = {v["video_id"]: video_feature_files(v, spec) for v in videos}
     missing = missing_feature_files(videos, spec, files)
     if missing:
-        listing = "\n".join(f"  {v}: {', '.join(str(p) for p in ps[:3])}{' ...' if len(ps) > 3 else ''}"
-                             for v, ps in missing.items())
-        raise FileNotFoundError(f"{where}: {len(missing)} videos of import shard {wildcards.shard} "
-                                f"have missing feature files (file_layout {spec['file_layout']}):\n{listing}")
+        listing = "\n".join(
+            f"  {v}: {', '.join(str(p) for p in ps[:3])}{' ...' if len(ps) > 3 else ''}" for v, ps in missing.items()
+        )
+        raise FileNotFoundError(
+            f"{where}: {len(missing)} videos of import shard {wildcards.shard} "
+            f"have missing feature files (file_layout {spec['file_layout']}):\n{listing}"
+        )
     # Snakemake tracks one file per video (the first crop's): every crop file of the shard was
     # checked above, and tracking all 19,000 crop files of UCF-Crime makes a dry run 3x slower.
     return [fs[0] for fs in files.values()]
@@ -175,8 +187,10 @@ def store_shard_markers(wildcards):
     """The shard markers a store is finalised from: its import shards when the dataset imports
     this feature set (datasets.<d>.import_features), else its extraction shards."""
     pattern = IMPORT_SHARD if import_spec(wildcards.dataset, wildcards.feature_set) else EXTRACT_SHARD
-    return [pattern.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set, shard=i)
-            for i in range(n_shards(wildcards.dataset))]
+    return [
+        pattern.format(dataset=wildcards.dataset, feature_set=wildcards.feature_set, shard=i)
+        for i in range(n_shards(wildcards.dataset))
+    ]
 
 
 # ---- training and evaluation
@@ -228,9 +242,11 @@ def scoring_protocol(wildcards):
     """How a run is scored against the GT: the test crops of the feature family's official test
     code, the metric "best on test" maximises, the snippet length."""
     spec = import_spec(wildcards.dataset, wildcards.feature_set)
-    return {"test_crops": spec["test_crops"] if spec else None,
-            "primary_metric": dataset_settings(config, wildcards.dataset, "evaluation")["primary_metric"],
-            "clip_len": recipe(config, wildcards.dataset, wildcards.feature_set)["clip_len"]}
+    return {
+        "test_crops": spec["test_crops"] if spec else None,
+        "primary_metric": dataset_settings(config, wildcards.dataset, "evaluation")["primary_metric"],
+        "clip_len": recipe(config, wildcards.dataset, wildcards.feature_set)["clip_len"],
+    }
 
 
 def patch_store_inputs(wildcards):
@@ -243,9 +259,11 @@ def patch_store_inputs(wildcards):
     kind = feature_kind(config, wildcards.feature_set) + "_patch"
     sets = [fs for fs in DATASETS[wildcards.dataset]["feature_sets"] if feature_kind(config, fs) == kind]
     if not sets:
-        raise ValueError(f"datasets.{wildcards.dataset}.feature_sets: method {wildcards.method} reads "
-                         f"patch features of kind {kind!r} beside {wildcards.feature_set}, but "
-                         "the dataset lists none (add e.g. i3d_r50_p2x3 from config/feature_sets.yaml)")
+        raise ValueError(
+            f"datasets.{wildcards.dataset}.feature_sets: method {wildcards.method} reads "
+            f"patch features of kind {kind!r} beside {wildcards.feature_set}, but "
+            "the dataset lists none (add e.g. i3d_r50_p2x3 from config/feature_sets.yaml)"
+        )
     return [STORE_MARKER.format(dataset=wildcards.dataset, feature_set=fs) for fs in sets]
 
 

@@ -13,15 +13,18 @@ for _ds, _cfg in DATASETS.items():
         output:
             train_list=_paths["train_list"],
             test_annotation=_paths["test_annotation"],
-            videos=[_paths["root"] / p for p in demo_video_relpaths(**{k: v for k, v in _cfg["generate"].items() if k.startswith("n_t")})],
-        params:
-            generate=_cfg["generate"],
-            root=_paths["root"],
+            videos=[
+                _paths["root"] / p
+                for p in demo_video_relpaths(**{k: v for k, v in _cfg["generate"].items() if k.startswith("n_t")})
+            ],
         log:
             LOGS.format(dataset=_ds) + "/demo_dataset.log",
         benchmark:
             BENCHMARKS.format(dataset=_ds) + "/demo_dataset.tsv"
         conda:
             "../envs/wsvad.yaml"
+        params:
+            generate=_cfg["generate"],
+            root=_paths["root"],
         script:
             "../workflow_scripts/demo_dataset.py"

@@ -5,14 +5,14 @@ rule dictionary:
     output:
         atoms=DICTIONARY,
         info=DICTIONARY.removesuffix(".npy") + ".json",
-    params:
-        store=store_path,
-        settings=lambda w: dataset_settings(config, w.dataset, "dictionary"),
     log:
         LOGS + "/dictionary/{feature_set}.log",
     benchmark:
         BENCHMARKS + "/dictionary/{feature_set}.tsv"
     conda:
         "../envs/wsvad.yaml"
+    params:
+        store=store_path,
+        settings=lambda w: dataset_settings(config, w.dataset, "dictionary"),
     script:
         "../workflow_scripts/dictionary.py"

@@ -24,6 +24,14 @@ rule evaluate:
             subcategory="{dataset}: {method} on {feature_set}, seed {seed}",
             labels={"video": "{video}", **RUN_LABELS},
         ),
+    log:
+        LOGS + "/evaluate/{method}/{feature_set}/seed{seed}.log",
+    conda:
+        "../envs/wsvad.yaml"
+    threads: CPU_JOB_THREADS
+    resources:
+        gpu=GPU_PER_JOB,
+        vram_mb=VRAM_MB,
     params:
         store=store_path,
         protocol=scoring_protocol,
@@ -32,13 +40,5 @@ rule evaluate:
         recipe=lambda w: recipe(config, w.dataset, w.feature_set),
         method_overrides=lambda w: method_overrides(config, w.dataset, w.method),
         vram_mb=VRAM_MB,
-    threads: CPU_JOB_THREADS
-    resources:
-        gpu=GPU_PER_JOB,
-        vram_mb=VRAM_MB,
-    log:
-        LOGS + "/evaluate/{method}/{feature_set}/seed{seed}.log",
-    conda:
-        "../envs/wsvad.yaml"
     script:
         "../workflow_scripts/evaluate.py"

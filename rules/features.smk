@@ -7,21 +7,21 @@ rule extract_shard:
         unpack(extract_shard_inputs),
     output:
         EXTRACT_SHARD,
-    params:
-        manifest=lambda w: manifest_of_shard(w).to_dict("records"),
-        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
-        store=store_path,
-        vram_mb=VRAM_MB,
-    threads: 2  # a backbone forward uses both cores well (fewer, larger jobs than training)
-    resources:
-        gpu=GPU_PER_JOB,
-        vram_mb=VRAM_MB,
     log:
         LOGS + "/extract/{feature_set}/{shard}.log",
     benchmark:
         BENCHMARKS + "/extract/{feature_set}/{shard}.tsv"
     conda:
         "../envs/wsvad.yaml"
+    threads: 2  # a backbone forward uses both cores well (fewer, larger jobs than training)
+    resources:
+        gpu=GPU_PER_JOB,
+        vram_mb=VRAM_MB,
+    params:
+        manifest=lambda w: manifest_of_shard(w).to_dict("records"),
+        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
+        store=store_path,
+        vram_mb=VRAM_MB,
     script:
         "../workflow_scripts/extract.py"
 
@@ -31,18 +31,18 @@ rule import_shard:
         features=import_shard_inputs,
     output:
         IMPORT_SHARD,
-    params:
-        videos=lambda w: import_shard_videos(w.dataset, w.shard),
-        spec=lambda w: import_spec(w.dataset, w.feature_set),
-        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
-        store=store_path,
-    threads: 1
     log:
         LOGS + "/import/{feature_set}/{shard}.log",
     benchmark:
         BENCHMARKS + "/import/{feature_set}/{shard}.tsv"
     conda:
         "../envs/wsvad.yaml"
+    threads: 1
+    params:
+        videos=lambda w: import_shard_videos(w.dataset, w.shard),
+        spec=lambda w: import_spec(w.dataset, w.feature_set),
+        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
+        store=store_path,
     script:
         "../workflow_scripts/import_features.py"
 
@@ -67,12 +67,12 @@ rule check_weights:
         weights=lambda w: recipe(config, w.dataset, w.feature_set)["weights"],
     output:
         WEIGHTS_CHECK,
-    params:
-        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
-        key=weights_key,
     log:
         LOGS + "/check_weights/{feature_set}.log",
     conda:
         "../envs/wsvad.yaml"
+    params:
+        recipe=lambda w: recipe(config, w.dataset, w.feature_set),
+        key=weights_key,
     script:
         "../workflow_scripts/check_weights.py"

@@ -6,13 +6,13 @@ rule ground_truth:
         test_annotation=lambda w: dataset_files(DATASETS[w.dataset])["test_annotation"],
     output:
         GROUND_TRUTH,
-    params:
-        store=store_path,
-        clip_len=lambda w: recipe(config, w.dataset, w.feature_set)["clip_len"],
-        layout=lambda w: DATASETS[w.dataset]["layout"],
     log:
         LOGS + "/ground_truth/{feature_set}.log",
     conda:
         "../envs/wsvad.yaml"
+    params:
+        store=store_path,
+        clip_len=lambda w: recipe(config, w.dataset, w.feature_set)["clip_len"],
+        layout=lambda w: DATASETS[w.dataset]["layout"],
     script:
         "../workflow_scripts/ground_truth.py"

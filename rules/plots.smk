@@ -28,6 +28,10 @@ rule plot_table:
             subcategory="{dataset}",
             labels={"what": "run settings"},
         ),
+    log:
+        LOGS + "/plot_table.log",
+    conda:
+        "../envs/wsvad.yaml"
     params:
         settings=lambda w: {
             "dataset": DATASETS[w.dataset],
@@ -36,10 +40,6 @@ rule plot_table:
             "dictionary": dataset_settings(config, w.dataset, "dictionary"),
             "evaluation": dataset_settings(config, w.dataset, "evaluation"),
         },
-    log:
-        LOGS + "/plot_table.log",
-    conda:
-        "../envs/wsvad.yaml"
     script:
         "../workflow_scripts/plot_table.py"
 

@@ -11,12 +11,12 @@ rule table:
         ),
         md=TABLE + ".md",
         tex=TABLE + ".tex",
-    params:
-        # the papers' numbers beside ours, only on the benchmark they were reported on
-        benchmark=lambda w: DATASETS[w.dataset].get("benchmark"),
     log:
         LOGS + "/table.log",
     conda:
         "../envs/wsvad.yaml"
+    params:
+        # the papers' numbers beside ours, only on the benchmark they were reported on
+        benchmark=lambda w: DATASETS[w.dataset].get("benchmark"),
     script:
         "../workflow_scripts/table.py"

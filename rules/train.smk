@@ -5,6 +5,16 @@ rule train:
     output:
         checkpoint=RUN + "/checkpoint.pt",
         log_csv=RUN + "/train_log.csv",
+    log:
+        LOGS + "/train/{method}/{feature_set}/seed{seed}.log",
+    benchmark:
+        BENCHMARKS + "/train/{method}/{feature_set}/seed{seed}.tsv"
+    conda:
+        "../envs/wsvad.yaml"
+    threads: CPU_JOB_THREADS
+    resources:
+        gpu=GPU_PER_JOB,
+        vram_mb=VRAM_MB,
     params:
         store=store_path,
         patch_stores=patch_store_dirs,
@@ -13,15 +23,5 @@ rule train:
         version=lambda w: method_card(w.method).version,
         protocol=scoring_protocol,
         vram_mb=VRAM_MB,
-    threads: CPU_JOB_THREADS
-    resources:
-        gpu=GPU_PER_JOB,
-        vram_mb=VRAM_MB,
-    log:
-        LOGS + "/train/{method}/{feature_set}/seed{seed}.log",
-    benchmark:
-        BENCHMARKS + "/train/{method}/{feature_set}/seed{seed}.tsv"
-    conda:
-        "../envs/wsvad.yaml"
     script:
         "../workflow_scripts/train.py"

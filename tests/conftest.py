@@ -1,3 +1,6 @@
+"""Shared fixtures. Layout: tests/unit (the library, no Snakemake), tests/integration (runs
+Snakemake), tests/helpers (importable helper modules: pyproject's pythonpath), tests/configs
+(the checked-in test configs), tests/fixtures (official-equivalence fixtures, sample videos)."""
 import os
 import sys
 from pathlib import Path
@@ -5,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
 
 os.environ.setdefault("WSVAD_DEVICE", "cpu")
 
