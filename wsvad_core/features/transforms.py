@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsvad_core.recipes import VIEWS, resolve_views
+from wsvad_core.recipes import resolve_views
 
 __all__ = ["resize_frames", "normalize", "views",
            "host_transform", "preprocess"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from wsvad_core.cards import BackboneCard
 from wsvad_core.errors import WeightsMismatchError
-from wsvad_core.weights import file_sha256, load_state_dict_strict, read_state_dict
+from wsvad_core.weights import file_sha256, read_state_dict
 
 log = logging.getLogger(__name__)
 
