@@ -1,8 +1,12 @@
 # wsvad: weakly-supervised video anomaly detection, from raw videos to result tables.
 # `snakemake --profile profiles/local` builds the tables of config["run_datasets"].
+import time
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+_START = time.time()
 
 
 # Shared recipes and settings, the public benchmarks and the demo; config.yaml (yours) last:
@@ -58,3 +62,13 @@ rule train_all:
 rule tables:
     input:
         table_targets(),
+
+
+onsuccess:
+    # where to look, and how long it took (a no-op re-run says so in a second)
+    done = [p for p in table_targets() if p.endswith(".md") and Path(p).exists()]
+    if done:
+        print(
+            f"\nwsvad: done in {time.time() - _START:.0f} s. Tables: {', '.join(done)}; plots under "
+            "results/plots/; the browsable report: snakemake --report report.html (with the same options)"
+        )

@@ -239,11 +239,11 @@ def selections(dataset):
 
 
 def scoring_protocol(wildcards):
-    """How a run is scored against the GT: the test crops of the feature family's official test
-    code, the metric "best on test" maximises, the snippet length."""
-    spec = import_spec(wildcards.dataset, wildcards.feature_set)
+    """How a run is scored against the GT: the views the family's official test code scores
+    (datasets.<d>.test_views; default all, crop-averaged), the metric "best on test" maximises,
+    the snippet length."""
     return {
-        "test_crops": spec["test_crops"] if spec else None,
+        "test_views": DATASETS[wildcards.dataset].get("test_views", {}).get(wildcards.feature_set),
         "primary_metric": dataset_settings(config, wildcards.dataset, "evaluation")["primary_metric"],
         "clip_len": recipe(config, wildcards.dataset, wildcards.feature_set)["clip_len"],
     }

@@ -36,7 +36,7 @@ __all__ = ["hp", "HParam", "MethodCard", "BackboneCard", "Cards", "ConfigValueEr
 
 PACKAGE = Path(__file__).resolve().parent
 # the files whose declarations are the cards (any change invalidates the cache)
-CARD_SOURCES = ("methods", "features/backbones.py", "cards.py")
+CARD_SOURCES = ("methods", "features/backbones", "cards.py")
 
 
 class ConfigValueError(ValueError):
@@ -227,10 +227,11 @@ class MethodCard:
 @dataclass(frozen=True)
 class BackboneCard:
     name: str
-    kind: str                     # what methods accept ("i3d", "clip", "timesformer", "i3d_patch")
+    kind: str                     # what methods accept ("i3d", "clip", "timesformer")
     dim: int
-    patches: bool                 # extracts a grid of patches per frame (features/patches.py)
+    family: str                   # the published feature family its default recipe reproduces
     defaults: dict                # recipe values its weights expect
+    weights_file: dict            # the public weights file it reads: name, source, sha256
     version: str
 
 

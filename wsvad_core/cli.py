@@ -50,6 +50,13 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "checkpoint.pt"):
     return record, state_dict
 
 
+def _weights_file_hint(recipe: dict) -> str:
+    from wsvad_core.cards import backbone_card
+
+    f = backbone_card(recipe["backbone"]).weights_file
+    return f"backbone {recipe['backbone']}, file {f.get('name', '?')} from {f.get('source', '?')}"
+
+
 def _check_weights(recipe: dict, provenance: dict) -> None:
     """Scoring must see the features training saw: the same weights file, byte for byte."""
     from wsvad_core.weights import file_sha256
@@ -83,8 +90,10 @@ def extract_one(video: str | os.PathLike, recipe: dict, device, progress: bool =
 
 def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: str | os.PathLike | None = None,
                 out_png: str | os.PathLike | None = None, *, device: str | None = None,
-                checkpoint: str = "checkpoint.pt", progress: bool = True) -> dict:
-    """``wsvad score``: returns the JSON record it writes."""
+                checkpoint: str = "checkpoint.pt", progress: bool = True, weights: str | None = None) -> dict:
+    """``wsvad score``: returns the JSON record it writes. The video's features are made with the
+    recipe (and weights file) of the run's features; a run trained on imported published features
+    needs that family's extractor weights: the recipe's, or ``weights``."""
     import torch
 
     from wsvad_core.device import select_device
@@ -93,23 +102,36 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     from wsvad_core.io import write_json
     from wsvad_core.reporting.plots import plot_timeline
 
-    from wsvad_core.runs import build_model
+    from wsvad_core.runs import RunError, build_model
 
     video = Path(video)
     n_probed, _ = probe_video(video)  # a missing or unreadable video fails before any model is built
     record, state_dict = load_run(run_dir, checkpoint)
     ckpt = str(Path(run_dir) / checkpoint)
-    recipe, provenance = record.recipe, record.provenance
+    recipe, provenance = dict(record.recipe), record.provenance
     if n_probed < int(recipe["clip_len"]):
         raise VideoReadError(video, f"{n_probed} frame(s): shorter than one {recipe['clip_len']}-frame "
                              "snippet of the run's feature recipe, so there is nothing to score")
-    _check_weights(recipe, provenance)
+    imported = str(provenance.get("weights", "")).startswith("published:")
+    if weights is not None:
+        recipe["weights"] = str(weights)
+    elif imported and recipe.get("weights") is None:
+        raise RunError(f"{ckpt}: the run was trained on published {record.store_attrs.get('family')} features "
+                       f"({provenance.get('source')}); scoring a video needs that family's extractor weights "
+                       f"({_weights_file_hint(recipe)}): set feature_sets.{recipe.get('name')}.weights in the "
+                       "config or pass --weights FILE")
+    if not imported:
+        _check_weights(recipe, provenance)
     dev = select_device(prefer=device)
     feats, attrs = extract_one(video, recipe, dev, progress=progress, n_frames=n_probed)
     if feats.shape[-1] != record.feat_dim:
         raise FeatureError(f"{video}: features of dim {feats.shape[-1]}, the run's model takes "
                            f"{record.feat_dim} ({ckpt})")
     model = build_model(record, state_dict)[0].to(dev)
+    run_metrics = Path(run_dir) / "metrics.json"
+    test_views = json.loads(run_metrics.read_text()).get("test_views") if run_metrics.is_file() else None
+    if test_views:  # the run's protocol scores these views only (VadCLIP: UCF-Crime's flip_center)
+        feats = feats[[recipe["views"].index(v) for v in test_views]]
     with torch.inference_mode():
         snippet = model.score(torch.from_numpy(feats.astype(np.float32))[None].to(dev))[0].float().cpu().numpy()
     clip_len = int(recipe["clip_len"])
@@ -121,7 +143,8 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     threshold = 0.5
     if metrics_path.is_file():
         threshold = float(json.loads(metrics_path.read_text()).get("far_threshold", threshold))
-    weights = provenance.get("weights", "unknown")
+    weights = recipe.get("weights") or "random-init"
+    provenance = {**provenance, "extracted_with": weights}
     record = {
         "video": str(video.resolve()), "run": str(run_dir.resolve()), "checkpoint": ckpt,
         "method": record.method, "feature_set": recipe.get("name"), "seed": record.seed,
@@ -167,7 +190,8 @@ def store_info(store_dir: str | os.PathLike, check: bool = False, progress: bool
     info = {
         "store": str(store.path), "videos": len(store), "dim": store.dim if len(store) else None,
         "crops": store.crops if len(store) else None, "backbone": store.attrs.get("backbone"),
-        "family": store.attrs.get("family"), "recipe": recipe,
+        "kind": recipe.get("kind"), "family": recipe.get("family"), "views": store.attrs.get("views"),
+        "recipe": recipe,
         "provenance": store.attrs.get("provenance"),
         "splits": dict(splits), "labels": dict(labels),
         "snippets": {"total": int(sum(snippets)), "min": int(min(snippets, default=0)),
@@ -204,7 +228,8 @@ def _format_info(info: dict) -> str:
     s = info["snippets"]
     lines = [
         f"store      {info['store']}",
-        f"backbone   {info['backbone']} ({info['family']}), {info['dim']}-d, {info['crops']} crop(s)",
+        f"backbone   {info['backbone']} ({info['kind']}; family {info['family']}), {info['dim']}-d, "
+        f"{info['crops']} view(s): {', '.join(info['views'] or [])}",
         f"recipe     {r.get('clip_len')}-frame snippets, stride {r.get('stride')}, "
         f"{r.get('frames_per_snippet')} frame(s) each, resize {r.get('resize')}, crop {r.get('crop_size')} "
         f"({r.get('crops')})",
@@ -240,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="a training run folder, results/<dataset>/runs/<method>/<features>/seed<n>")
     s.add_argument("--out", metavar="JSON", help="frame scores (default: ./<video name>.scores.json)")
     s.add_argument("--plot", metavar="PNG", help="timeline plot (default: beside --out, <video name>.timeline.png)")
+    s.add_argument("--weights", metavar="FILE",
+                   help="the backbone weights file to extract with (default: the run's feature recipe's; "
+                        "needed for a run trained on imported published features)")
     s.add_argument("--checkpoint", default="checkpoint.pt",
                    help="checkpoint file in RUN_DIR (default checkpoint.pt; checkpoint_best.pt where kept)")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
@@ -274,7 +302,7 @@ def _run(args, progress: bool) -> int:
     try:
         if args.command == "score":
             rec = score_video(args.video, args.run, args.out, args.plot, device=args.device,
-                              checkpoint=args.checkpoint, progress=progress)
+                              checkpoint=args.checkpoint, progress=progress, weights=args.weights)
             warn = "  [random-init backbone: illustration only]" if rec["weights"] == "random-init" else ""
             print(f"{rec['method']} / {rec['feature_set']}: {rec['n_frames']} frames, max score "
                   f"{rec['max_score']:.3f}, {rec['frames_above_threshold']} frames >= {rec['threshold']:g}{warn}")

@@ -137,9 +137,9 @@ def import_specs(config: dict, dataset: str) -> dict[str, dict]:
     from wsvad_core.features.importers import normalize_import_spec
 
     ds = config["datasets"][dataset]
-    try:
+    try:  # a null entry: the feature set is extracted from the videos instead
         return {fs: normalize_import_spec(spec, f"datasets.{dataset}.import_features.{fs}")
-                for fs, spec in (ds.get("import_features") or {}).items()}
+                for fs, spec in (ds.get("import_features") or {}).items() if spec is not None}
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
@@ -155,20 +155,38 @@ def _check_imports(config: dict, name: str) -> None:
         if fs not in ds["feature_sets"]:
             raise ConfigError(f"{where}.import_features.{fs}: not one of this dataset's "
                               f"feature_sets {ds['feature_sets']}")
-        kind, held = feature_kind(config, fs), IMPORT_LAYOUTS[spec["file_layout"]]["kind"]
-        if held != kind:
+        layout = IMPORT_LAYOUTS[spec["file_layout"]]
+        family = recipe(config, name, fs)["family"]
+        if layout["family"] != family:
             raise ConfigError(f"{where}.import_features.{fs}: file_layout {spec['file_layout']!r} holds "
-                              f"{held!r} features, but feature set {fs!r} is of kind {kind!r}")
+                              f"features of family {layout['family']!r}, but feature set {fs!r} is of "
+                              f"family {family!r}; features of two families cannot share a store "
+                              "(a model trained on one does not understand the other)")
     if specs and "generate" in ds:
         raise ConfigError(f"{where}: a generated dataset cannot import features")
+    for fs, names in (ds.get("test_views") or {}).items():
+        if fs not in ds["feature_sets"]:
+            raise ConfigError(f"{where}.test_views.{fs}: not one of this dataset's feature sets")
+        have = store_views(config, name, fs)
+        bad = [v for v in names if v not in have]
+        if bad:
+            raise ConfigError(f"{where}.test_views.{fs}: {bad} are not views of {fs} (it holds {have})")
     extracted = [fs for fs in ds["feature_sets"] if fs not in specs]
-    if ds["layout"] != "ucf_crime" and extracted:
-        raise ConfigError(f"{where}.feature_sets: {extracted} would be extracted from videos, "
-                          f"which layout {ds['layout']!r} does not support; add them to "
-                          f"{where}.import_features")
+    if ds["layout"] == "shanghaitech" and extracted:
+        raise ConfigError(f"{where}.feature_sets: {extracted} would be extracted from videos, but "
+                          "ShanghaiTech's test set is distributed as frame folders, which wsvad does "
+                          f"not decode: add them to {where}.import_features")
     if ds["layout"] in ("shanghaitech", "xd_violence") and not ds.get("test_list"):
         raise ConfigError(f"{where}.test_list: layout {ds['layout']!r} needs the official "
                           "test list")
+
+
+def store_views(config: dict, dataset: str, feature_set: str) -> list[str]:
+    """The view of each crop index of a dataset's feature store, imported or extracted."""
+    from wsvad_core.features.importers import store_views as imported_views
+
+    spec = import_specs(config, dataset).get(feature_set)
+    return imported_views(spec) if spec else recipe(config, dataset, feature_set)["views"]
 
 
 def _check_hparams(method: str, values: dict, where: str) -> None:
@@ -179,8 +197,10 @@ def _check_hparams(method: str, values: dict, where: str) -> None:
 
 
 def feature_kind(config: dict, feature_set: str) -> str:
-    """What kind of features a feature set holds (its backbone card's ``kind``)."""
-    return backbone_card(config["feature_sets"][feature_set]["backbone"]).kind
+    """What kind of features a feature set holds: its backbone card's ``kind``, ``<kind>_patch``
+    for a grid of patches."""
+    fs = config["feature_sets"][feature_set]
+    return backbone_card(fs["backbone"]).kind + ("_patch" if fs.get("patch_grid") is not None else "")
 
 
 def recipe(config: dict, dataset: str, feature_set: str) -> dict:

@@ -107,17 +107,20 @@ def build_model(record: RunRecord, state_dict: dict | None = None, dictionary: n
     return model, hparams
 
 
-def open_features(store: str | os.PathLike, patch_stores=(), grids=(), family: str | None = None):
+def open_features(store: str | os.PathLike, patch_stores=(), grids=(), kind: str | None = None,
+                  family: str | None = None):
     """The snippet store, or for a method with patch ``grids`` a ``StackedStore`` of the snippet
-    store and the patch stores of those grids, in that order (``features/patches.py``)."""
+    store and the patch stores of those grids, in that order (``features/patches.py``), which
+    must hold patches of the same ``kind`` and ``family`` of features."""
     feats = open_store(store)
     if not grids:
         return feats
-    patches = select_patch_stores([open_store(p) for p in patch_stores], grids, family)
+    patches = select_patch_stores([open_store(p) for p in patch_stores], grids, kind, family)
     return StackedStore([feats, *patches])
 
 
 def open_run_features(record: RunRecord, hparams, store: str | os.PathLike):
     """The features a trained run reads: ``store`` plus the patch stores it trained with."""
-    return open_features(store, record.patch_stores, hparams.patch_grids(),
-                         record.store_attrs.get("family"))
+    recipe = record.recipe
+    return open_features(store, record.patch_stores, hparams.patch_grids(), recipe.get("kind"),
+                         recipe.get("family"))

@@ -14,7 +14,7 @@ from torch import nn
 
 from wsvad_core.errors import WeightsMismatchError
 
-__all__ = ["file_sha256", "weights_provenance", "read_state_dict", "load_state_dict_strict"]
+__all__ = ["file_sha256", "weights_provenance", "read_state_dict", "load_state_dict_strict", "load_state_dict_as"]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -112,3 +112,22 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
             hint = " (positional embedding size differs: the weights expect another crop_size)"
         raise WeightsMismatchError(path, f"does not fit {what}{hint}", missing, unexpected, mismatched)
     module.load_state_dict({k: v for k, v in state_dict.items()}, strict=False)
+
+
+def load_state_dict_as(module: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str, what: str,
+                       file_key, ignore: Iterable[str] = ()) -> None:
+    """Strict loading of a file whose keys are another code's names: ``file_key(own_key)`` is the
+    name of each of ``module``'s tensors in the file. Differences are reported in the file's
+    names; file keys starting with an ``ignore`` prefix (a classifier the features never use)
+    may be there or not."""
+    ignore = tuple(ignore)
+    own = {k: v for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")}
+    names = {file_key(k): k for k in own}
+    missing = [f for f in names if f not in state_dict]
+    unexpected = [k for k in state_dict if k not in names and not (ignore and k.startswith(ignore))
+                  and not k.endswith("num_batches_tracked")]
+    mismatched = [f"{f} (file {tuple(state_dict[f].shape)}, model {tuple(own[k].shape)})"
+                  for f, k in names.items() if f in state_dict and state_dict[f].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise WeightsMismatchError(path, f"does not fit {what}", missing, unexpected, mismatched)
+    module.load_state_dict({k: state_dict[f] for f, k in names.items()}, strict=False)

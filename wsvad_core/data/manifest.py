@@ -87,11 +87,12 @@ def build_manifest(layout: str, files: Mapping[str, str | os.PathLike], root: st
         rows = [(v.video_id, str(root / v.relpath), v.split, v.label, v.cls, v.n_frames, math.nan)
                 for v in videos]
         return pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES)
-    if layout != "ucf_crime":
-        raise ValueError(f"layout {layout!r}: features are imported, videos are not probed")
+    if layout == "shanghaitech":
+        raise ValueError("layout 'shanghaitech': its test set ships as frame folders; features are imported")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset root folder not found")
-    intervals = {vid: a.intervals for vid, a in read_test_annotation(files["test_annotation"]).items()}
+    intervals = ({vid: a.intervals for vid, a in read_test_annotation(files["test_annotation"]).items()}
+                 if layout == "ucf_crime" else {})
     index = _VideoIndex(root)
     rows = []
     for v in tqdm(videos, desc="manifest", unit="video", disable=not progress):

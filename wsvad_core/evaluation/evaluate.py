@@ -55,6 +55,13 @@ def score_videos(model, store, video_ids: list[str], device: torch.device,
     return {vid: out[vid] for vid in video_ids}
 
 
+def test_crop_indices(store, protocol: dict) -> list[int] | None:
+    """The crops the protocol's ``test_views`` name (VadCLIP tests UCF-Crime on ``flip_center``);
+    None: every crop (the model averages them)."""
+    views = protocol.get("test_views")
+    return None if not views else store.view_indices(views)
+
+
 READ_AHEAD = 2  # videos read from the store ahead of the model (bounded memory)
 # Features per batched forward: 16 MB of float32. Batching pays for short videos (per-forward
 # overhead, GPU launches); a long video already fills a forward on its own.

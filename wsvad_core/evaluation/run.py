@@ -9,7 +9,7 @@ import numpy as np
 from wsvad_core.data.ground_truth import load_ground_truth
 from wsvad_core.data.manifest import read_manifest
 from wsvad_core.device import select_device
-from wsvad_core.evaluation.evaluate import evaluate_scores, save_scores, score_videos
+from wsvad_core.evaluation.evaluate import evaluate_scores, save_scores, score_videos, test_crop_indices
 from wsvad_core.evaluation.metrics import per_class_auc, video_metrics
 from wsvad_core.io import write_json
 from wsvad_core.runs import CHECKPOINTS, RunError, build_model, checkpoint_path, load_checkpoint, open_run_features
@@ -55,7 +55,7 @@ def run_evaluation(*, checkpoint: str | Path, manifest: str | Path, store: str |
         model.to(device)
         feats = open_run_features(record, hparams, store)
         snippet = score_videos(model, feats, list(gt), device, progress=progress,
-                               crops=protocol.get("test_crops"))
+                               crops=test_crop_indices(feats, protocol))
         metrics, frame = evaluate_scores(snippet, gt, labels, clip_len, far_threshold=far_threshold)
         metrics["per_class_auc"] = per_class_auc(frame, gt, {v: classes[v] for v in gt})
         metrics.update(video_metrics(frame, {v: labels[v] for v in gt}, video_threshold))
@@ -68,8 +68,9 @@ def run_evaluation(*, checkpoint: str | Path, manifest: str | Path, store: str |
     out = dict(by_sel[sels[0]])
     out.update({
         "method": headline.method, "seed": headline.seed, "feature_set": headline.recipe.get("name"),
+        "family": headline.store_attrs.get("family"),
         "weights": provenance.get("weights", "unknown"), "provenance": provenance,
-        "n_test_videos": len(gt), "test_crops": protocol.get("test_crops"),
+        "n_test_videos": len(gt), "test_views": protocol.get("test_views"),
         "primary_metric": protocol.get("primary_metric", "auc"), "selections": by_sel,
     })
     if headline.best is not None:

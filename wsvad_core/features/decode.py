@@ -1,9 +1,15 @@
 """Video decoding with decord, snippet by snippet.
 
-A video of ``n`` frames becomes ``T = ceil(n / clip_len)`` snippets of ``clip_len`` consecutive
-frames (with the default ``stride == clip_len``). The last snippet, when short, is loop-padded:
-its missing positions repeat its own available frames cyclically (RTFM-style I3D extractors do
-the same), so every snippet is a full clip and T matches the ground truth's ``T * clip_len``.
+A video of ``n`` frames becomes snippets of ``clip_len`` consecutive frames, ``stride`` apart. How
+many, and what fills the last one (``T_RULES``, the recipe's ``t_rule``), is what the published
+extractors disagree on:
+
+* ``ceil_loop`` (default): ``T = ceil(n / clip_len)``; a short last snippet repeats its own frames
+  cyclically (RTFM-style; RTFM's UCF-Crime GT is sum(ceil(n/16) * 16) frames);
+* ``ceil_last``: the same T, the last frame repeated (UR-DMU's ``i3d_extract.py``);
+* ``floor``: the last partial snippet dropped, ``T = floor((n - clip_len) / stride) + 1``
+  (Gowtham's extractor; DeepMIL / XD-Violence as users matched them).
+
 Frames are read in chunks of a few snippets so a long video never sits in memory at once.
 """
 from __future__ import annotations
@@ -18,33 +24,44 @@ import torch
 
 from wsvad_core.errors import VideoReadError
 
-__all__ = ["snippet_indices", "n_snippets", "SnippetReader", "iter_snippet_batches", "probe_video"]
+__all__ = ["T_RULES", "snippet_indices", "n_snippets", "SnippetReader", "iter_snippet_batches",
+           "probe_video"]
+
+T_RULES = ("ceil_loop", "ceil_last", "floor")
 
 
-def n_snippets(n_frames: int, clip_len: int = 16, stride: int = 16) -> int:
-    """Number of snippets; equals ``ceil(n_frames / clip_len)`` when ``stride == clip_len``."""
+def n_snippets(n_frames: int, clip_len: int = 16, stride: int = 16, t_rule: str = "ceil_loop") -> int:
+    """Number of snippets; ``ceil(n_frames / clip_len)`` (``floor`` for ``t_rule="floor"``)
+    when ``stride == clip_len``. 0 when ``floor`` leaves none (fewer frames than one snippet)."""
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if clip_len < 1 or stride < 1:
         raise ValueError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
+    if t_rule not in T_RULES:
+        raise ValueError(f"t_rule {t_rule!r}: expected one of {T_RULES}")
+    if t_rule == "floor":
+        return (n_frames - clip_len) // stride + 1 if n_frames >= clip_len else 0
     # the last snippet starts at or before the last frame and covers it
     return math.ceil(max(n_frames - clip_len, 0) / stride) + 1
 
 
 def snippet_indices(n_frames: int, clip_len: int = 16, stride: int = 16,
-                    frames_per_snippet: int = 16) -> np.ndarray:
+                    frames_per_snippet: int = 16, t_rule: str = "ceil_loop") -> np.ndarray:
     """Frame indices of every snippet, int64 array ``(T, frames_per_snippet)``.
 
     Snippet ``t`` covers frames ``[t*stride, t*stride + clip_len)``; positions past the end wrap
-    to the snippet's own start (``start + offset % available``). With ``frames_per_snippet <
-    clip_len`` the frames are taken at the centres of equal sub-windows of the (padded) snippet,
-    e.g. offsets 4 and 12 of 16 for two frames, the middle frame (8) for one.
+    to the snippet's own start (``ceil_loop``: ``start + offset % available``) or repeat the last
+    frame (``ceil_last``). With ``frames_per_snippet < clip_len`` the frames are taken at the
+    centres of equal sub-windows of the (padded) snippet, e.g. offsets 4 and 12 of 16 for two
+    frames, the middle frame (8) for one.
     """
     if not 1 <= frames_per_snippet <= clip_len:
         raise ValueError(f"frames_per_snippet must be in [1, clip_len={clip_len}], got {frames_per_snippet}")
-    t = n_snippets(n_frames, clip_len, stride)
+    t = n_snippets(n_frames, clip_len, stride, t_rule)
     starts = np.arange(t, dtype=np.int64) * stride
     offsets = (np.arange(frames_per_snippet, dtype=np.int64) * 2 + 1) * clip_len // (2 * frames_per_snippet)
+    if t_rule == "ceil_last":
+        return np.minimum(starts[:, None] + offsets[None, :], n_frames - 1)
     available = np.minimum(n_frames - starts, clip_len)  # >= 1 by construction of t
     return starts[:, None] + offsets[None, :] % available[:, None]
 
@@ -135,15 +152,18 @@ class SnippetReader:
 
     ``batches(n)`` yields uint8 tensors ``(B, frames_per_snippet, H, W, 3)`` (RGB) with
     ``B <= n``, snippets in order; decode failures raise ``VideoReadError`` naming the file.
+    ``frame_fn`` (``transforms.host_transform``) is applied to each decoded frame once, before
+    padded snippets repeat it.
     """
 
     def __init__(self, path: str | os.PathLike, clip_len: int = 16, stride: int = 16,
-                 frames_per_snippet: int = 16):
+                 frames_per_snippet: int = 16, t_rule: str = "ceil_loop", frame_fn=None):
         self.path = str(path)
         self._reader = _open(self.path)
         self.n_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
-        self.indices = snippet_indices(self.n_frames, clip_len, stride, frames_per_snippet)
+        self.frame_fn = frame_fn
+        self.indices = snippet_indices(self.n_frames, clip_len, stride, frames_per_snippet, t_rule)
 
     @property
     def n_snippets(self) -> int:
@@ -170,6 +190,8 @@ class SnippetReader:
             if frames.shape[0] != len(wanted) or frames.ndim != 4 or frames.shape[-1] != 3:
                 raise VideoReadError(self.path, f"decord returned frames of shape {frames.shape} "
                                      f"for {len(wanted)} requested frames")
+            if self.frame_fn is not None:
+                frames = self.frame_fn(frames)
             yield torch.from_numpy(frames[inverse.reshape(idx.shape)])
 
 

@@ -24,7 +24,7 @@ from wsvad_core.features.backbones import create_backbone
 from wsvad_core.weights import weights_provenance
 from wsvad_core.features.decode import SnippetReader, n_snippets
 from wsvad_core.features.store import write_video_array
-from wsvad_core.features.transforms import preprocess
+from wsvad_core.features.transforms import host_transform, preprocess
 from wsvad_core.recipes import normalize_recipe, recipe_fingerprint
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class _Decoder(threading.Thread):
         r = self.recipe
         try:
             for i, row in enumerate(self.rows):
-                reader = SnippetReader(row["path"], r["clip_len"], r["stride"], r["frames_per_snippet"])
+                reader = SnippetReader(row["path"], r["clip_len"], r["stride"], r["frames_per_snippet"],
+                                       r["t_rule"], host_transform(r))
                 if reader.n_frames < r["clip_len"]:
                     # loop-padding would turn a handful of frames into one fake snippet
                     raise VideoReadError(reader.path, f"{reader.n_frames} frame(s), shorter than one "
@@ -80,7 +81,7 @@ class _Decoder(threading.Thread):
 def _expected_snippets(row: Mapping, r: Mapping) -> int:
     try:
         n = int(row.get("n_frames"))
-        return n_snippets(n, r["clip_len"], r["stride"]) if n > 0 else 0
+        return n_snippets(n, r["clip_len"], r["stride"], r["t_rule"]) if n > 0 else 0
     except (TypeError, ValueError):
         return 0
 
@@ -166,7 +167,8 @@ def extract_videos(rows: Sequence[Mapping], recipe: Mapping, store_dir: str | os
                     if feats.shape[1] != reader.n_snippets:
                         raise FeatureError(f"{reader.path}: {feats.shape[1]} snippets embedded, "
                                            f"{reader.n_snippets} expected")
-                    write_video_array(store_dir, ids[i], feats, _video_attrs(row, reader, r, fingerprint))
+                    write_video_array(store_dir, ids[i], feats, _video_attrs(row, reader, r, fingerprint),
+                                      dtype=r["store_dtype"])
                     seconds = time.perf_counter() - current["t0"]
                     summaries.append({"video_id": ids[i], "path": reader.path, "n_frames": reader.n_frames,
                                       "n_snippets": reader.n_snippets, "shape": list(feats.shape),
@@ -197,8 +199,7 @@ def _embed(model, frames: torch.Tensor, r: Mapping, device: torch.device, use_am
     """uint8 snippets (B, F, H, W, 3) -> float32 features (B, crops, D) on the CPU; all crops
     of the batch preprocessed at once, then one forward (GPU) or small forwards (CPU, 3D convs)."""
     x = frames.to(device, non_blocking=True)
-    x = preprocess(x, r["resize"], r["crop_size"], r["crops"], r["mean"], r["std"],
-                   patch_grid=r.get("patch_grid"))
+    x = preprocess(x, r)
     b, c = x.shape[:2]
     x = x.reshape(b * c, *x.shape[2:])
     if channels_last:
@@ -239,7 +240,8 @@ def extract_shard(rows: Sequence[Mapping], recipe: Mapping, store_dir: str | os.
     marker = write_shard_marker(
         marker_out, videos=[s["video_id"] for s in summaries], fingerprint=recipe_fingerprint(r),
         provenance=provenance,
-        store_attrs={"recipe": r, "backbone": r["backbone"], "family": r["family"]},
+        store_attrs={"recipe": r, "backbone": r["backbone"], "kind": r["kind"], "family": r["family"],
+                     "views": r["views"]},
         summaries=summaries, device=str(device), seconds=round(seconds, 2),
         snippets_per_s=round(n_snip / seconds, 2) if seconds > 0 else None,
         peak_gpu_mem_mb=(round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

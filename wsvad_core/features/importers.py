@@ -37,22 +37,30 @@ __all__ = ["IMPORT_LAYOUTS", "normalize_import_spec", "video_feature_files", "vi
            "missing_feature_files",
            "load_video_features", "import_videos", "import_shard", "import_fingerprint"]
 
-# layout -> expected feature dim, one file per crop?, crops in the published files, feature kind
+# file layout -> feature dim, one file per crop?, crops in the files, feature kind and family, and
+# the view of each file crop index (features/transforms.py names; what the sources say of them)
 IMPORT_LAYOUTS = {
-    "rtfm": {"dim": 2048, "per_crop": False, "crops": 10, "kind": "i3d",
-             "source": "RTFM (Tian et al., ICCV 2021) ten-crop I3D-ResNet50 features"},
-    "urdmu": {"dim": 1024, "per_crop": True, "crops": 10, "kind": "i3d",
-              "source": "DeepMIL / XDVioDet (Wu et al.) Kinetics I3D features, as used by UR-DMU"},
-    "vadclip": {"dim": 512, "per_crop": True, "crops": 10, "kind": "clip",
-                "source": "VadCLIP (Wu et al., AAAI 2024) CLIP ViT-B/16 features"},
+    "rtfm": {"dim": 2048, "per_crop": False, "crops": 10, "kind": "i3d", "family": "rtfm_i3d_r50",
+             "source": "RTFM (Tian et al., ICCV 2021) ten-crop I3D-ResNet50 features",
+             # RTFM#2/#7: "the Pytorch official 10-crop function" = torchvision TenCrop's order
+             "views": ["tl", "tr", "bl", "br", "center", "flip_tr", "flip_tl", "flip_br", "flip_bl", "flip_center"]},
+    "urdmu": {"dim": 1024, "per_crop": True, "crops": 10, "kind": "i3d", "family": "kinetics_i3d",
+              "source": "DeepMIL / XDVioDet (Wu et al.) Kinetics I3D features, as used by UR-DMU",
+              # DeepMIL's script is unreleased: UR-DMU's own extractor's (oversample) order, assumed
+              "views": ["tl", "tr", "center", "bl", "br", "flip_tr", "flip_tl", "flip_center", "flip_br", "flip_bl"]},
+    "vadclip": {"dim": 512, "per_crop": True, "crops": 10, "kind": "clip", "family": "vadclip_vitb16",
+                "source": "VadCLIP (Wu et al., AAAI 2024) CLIP ViT-B/16 features",
+                # src/crop.py, confirmed by the author (VadCLIP#2): __5 is the mirrored centre
+                "views": ["center", "tl", "tr", "bl", "br", "flip_center", "flip_tl", "flip_tr", "flip_bl", "flip_br"]},
 }
-SPEC_KEYS = {"file_layout", "root", "train", "test", "crops", "test_crops", "dim", "source"}
+SPEC_KEYS = {"file_layout", "root", "train", "test", "crops", "views", "dim", "source", "notes"}
 
 
 def normalize_import_spec(spec: Mapping, where: str = "import_features") -> dict:
     """Fill the layout's defaults and check an ``import_features.<feature set>`` entry."""
     s = dict(spec)
-    s.pop("per_crop", None)  # derived from the layout: an already normalised spec passes again
+    for derived in ("per_crop", "kind", "family"):  # an already normalised spec passes again
+        s.pop(derived, None)
     unknown = sorted(set(s) - SPEC_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(SPEC_KEYS)}")
@@ -67,22 +75,27 @@ def normalize_import_spec(spec: Mapping, where: str = "import_features") -> dict
     crops = list(range(crops)) if isinstance(crops, int) else [int(c) for c in crops]
     if not crops or len(set(crops)) != len(crops) or min(crops) < 0:
         raise ValueError(f"{where}.crops: {crops} must be distinct non-negative crop indices")
-    test_crops = s.get("test_crops")
-    if test_crops is not None:
-        test_crops = [int(c) for c in test_crops]
-        bad = [c for c in test_crops if c not in crops]
-        if bad or not test_crops:
-            raise ValueError(f"{where}.test_crops: {test_crops} must be a non-empty subset of the "
-                             f"imported crops {crops}")
+    from wsvad_core.recipes import VIEWS
+
+    file_views = list(s.get("views") or d["views"])
+    if len(file_views) < max(crops) + 1 or len(set(file_views)) != len(file_views) or set(file_views) - set(VIEWS):
+        raise ValueError(f"{where}.views: {file_views} must name every crop index of the files "
+                         f"(distinct names of {list(VIEWS)})")
     for split in ("train", "test"):
         t = str(s[split])
         if "{video}" not in t or (d["per_crop"] and "{crop}" not in t):
             need = "{video} and {crop}" if d["per_crop"] else "{video}"
             raise ValueError(f"{where}.{split}: template {t!r} must contain {need}")
     return {"file_layout": layout, "root": str(s["root"]), "train": str(s["train"]),
-            "test": str(s["test"]), "crops": crops, "test_crops": test_crops,
-            "dim": int(s.get("dim", d["dim"])), "per_crop": d["per_crop"],
-            "source": str(s.get("source") or d["source"])}
+            "test": str(s["test"]), "crops": crops, "views": file_views,
+            "dim": int(s.get("dim", d["dim"])), "per_crop": d["per_crop"], "kind": d["kind"],
+            "family": d["family"], "source": str(s.get("source") or d["source"]),
+            "notes": str(s.get("notes") or "")}
+
+
+def store_views(spec: Mapping) -> list[str]:
+    """The view of each crop index of the store an import spec makes (the imported file crops)."""
+    return [spec["views"][c] for c in spec["crops"]]
 
 
 def video_feature_files(video: Mapping, spec: Mapping) -> list[str]:
@@ -177,8 +190,10 @@ def _load(path: Path):
 def import_fingerprint(recipe: Mapping, spec: Mapping) -> str:
     """sha256 of what the arrays depend on (recipe and import spec without the root folder, so
     moving the feature folder does not force a re-import)."""
-    key = {"recipe": {k: v for k, v in recipe.items() if k not in ("batch_size", "name")},
-           "spec": {k: v for k, v in spec.items() if k not in ("root", "source", "test_crops")}}
+    # what the extractor would use (weights, batching) does not change published files
+    key = {"recipe": {k: v for k, v in recipe.items()
+                      if k not in ("batch_size", "name", "weights", "init_seed", "notes")},
+           "spec": {k: v for k, v in spec.items() if k not in ("root", "source", "notes")}}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -233,36 +248,9 @@ def import_shard(videos: Sequence[Mapping], spec: Mapping, recipe: Mapping,
     marker = write_shard_marker(
         marker_out, videos=[s["video_id"] for s in summaries], fingerprint=fp,
         provenance=import_provenance(spec),
-        store_attrs={"recipe": dict(recipe), "backbone": recipe.get("backbone"),
-                     "family": recipe.get("family"), "import": dict(spec)},
+        store_attrs={"recipe": dict(recipe), "backbone": recipe.get("backbone"), "kind": spec["kind"],
+                     "family": spec["family"], "views": store_views(spec), "import": dict(spec)},
         summaries=summaries, seconds=round(time.perf_counter() - t0, 2))
     log.info("import shard %s: %d videos in %.1f s", marker_out, len(summaries), marker["seconds"])
     return marker
 
-
-def fabricate_published_features(videos: Iterable[Mapping], spec: Mapping, n_snippets: Mapping[str, int],
-                                 seed: int = 0, dtype: str = "float16", n_file_crops: int | None = None,
-                                 abnormal_shift: float = 0.0) -> list[Path]:
-    """Write random features in a published layout (tests, benchmarks, trying a config): one
-    file per video (``rtfm``, ``(T, n_file_crops, D)``) or per crop (``(T, D)``), with the names
-    the official lists use. ``abnormal_shift`` adds a constant to abnormal videos' features so
-    that a method can learn something from them. Returns the files written."""
-    import numpy as np
-
-    spec = normalize_import_spec(spec)
-    rng = np.random.default_rng(seed)
-    written = []
-    for v in videos:
-        t = int(n_snippets[v["video_id"]])
-        shift = abnormal_shift if int(v.get("label", 0)) else 0.0
-        paths = video_feature_paths(v, spec)
-        if spec["per_crop"]:
-            arrays = [rng.standard_normal((t, spec["dim"])) + shift for _ in paths]
-        else:
-            c = n_file_crops or IMPORT_LAYOUTS[spec["file_layout"]]["crops"]
-            arrays = [rng.standard_normal((t, c, spec["dim"])) + shift]
-        for p, a in zip(paths, arrays):
-            p.parent.mkdir(parents=True, exist_ok=True)
-            np.save(p, a.astype(dtype))
-            written.append(p)
-    return written

@@ -14,10 +14,9 @@ Store layout (the same Zarr contract as every feature set, so ``FeatureStore`` a
 work unchanged): one float16 array per video of shape ``(rows * cols, T, D)``, i.e. the crop axis
 holds the patches in raster order, row-major: patch ``r * cols + c`` is row ``r`` (top = 0),
 column ``c`` (left = 0); this is the order SSRL's model assumes when it folds the patch axis
-back into a ``(rows, cols)`` map. Patch stores use a ``*_patch`` backbone (family
-``<family>_patch``, e.g. ``i3d_r50_patch`` -> ``i3d_patch``) and carry the grid as the recipe key
-``patch_grid: [rows, cols]`` (root attribute ``recipe.patch_grid``) and as the per-video
-attribute ``patch_grid``. Because their family differs from the snippet features', the DAG never
+back into a ``(rows, cols)`` map. A patch store's recipe names its grid (``patch_grid: [rows,
+cols]``, also the per-video attribute ``patch_grid``), which makes its kind ``<kind>_patch`` (e.g.
+``i3d_patch``); its family is its backbone's. Because their kind differs from the snippet features', the DAG never
 trains a method on a patch store directly; methods that read patches get them beside their
 snippet store (``rules/train.smk``).
 
@@ -40,7 +39,7 @@ from wsvad_core.grids import grid_code, parse_grid
 __all__ = ["cell_bounds", "grid_patches", "store_grid", "StackedStore",
            "select_patch_stores", "PATCH_SUFFIX"]
 
-PATCH_SUFFIX = "_patch"  # family of patch stores = family of the backbone's snippet features + this
+PATCH_SUFFIX = "_patch"  # kind of patch stores = kind of the backbone's snippet features + this
 
 
 def cell_bounds(size: int, n: int) -> list[tuple[int, int]]:
@@ -77,20 +76,26 @@ def store_grid(store) -> tuple[int, int] | None:
     return None if grid is None else parse_grid(grid)
 
 
-def select_patch_stores(patch_stores: Sequence, grids: Sequence, family: str | None) -> list:
-    """The stores holding ``grids``, in that order. Each must be a patch store of ``family +
-    '_patch'`` (when known); a grid without a store, or with two, is an error naming them."""
+def select_patch_stores(patch_stores: Sequence, grids: Sequence, kind: str | None,
+                        family: str | None = None) -> list:
+    """The stores holding ``grids``, in that order. Each must be a patch store of ``kind +
+    '_patch'`` and of the same ``family`` (when known); a grid without a store, or with two, is
+    an error naming them."""
     by_grid: dict[tuple[int, int], list] = {}
     for s in patch_stores:
         g = store_grid(s)
         if g is None:
             raise FeatureError(f"feature store {s.path} is not a patch store (its recipe has no "
                                "patch_grid)")
-        fam = (s.attrs.get("recipe") or {}).get("family")
-        if family and fam and fam != family + PATCH_SUFFIX:
-            raise FeatureError(f"patch store {s.path} holds {fam!r} features; this run needs "
-                               f"{family + PATCH_SUFFIX!r} (patches of the same backbone as the "
+        r = s.attrs.get("recipe") or {}
+        if kind and r.get("kind") and r["kind"] != kind + PATCH_SUFFIX:
+            raise FeatureError(f"patch store {s.path} holds {r['kind']!r} features; this run needs "
+                               f"{kind + PATCH_SUFFIX!r} (patches of the same backbone as the "
                                "snippet features)")
+        if family and r.get("family") and r["family"] != family:
+            raise FeatureError(f"patch store {s.path} holds features of family {r['family']!r}, the "
+                               f"snippet store of family {family!r}: the two must come from the same "
+                               "network and weights")
         by_grid.setdefault(g, []).append(s)
     out = []
     for g in (parse_grid(x) for x in grids):
@@ -135,6 +140,9 @@ class StackedStore:
             if missing:
                 raise FeatureError(f"feature store {s.path} lacks {len(missing)} videos of "
                                    f"{self.path}: {missing[:5]}")
+
+    def view_indices(self, names) -> list[int]:
+        raise FeatureError(f"{self}: a method that reads patches scores every view (no test_views)")
 
     @property
     def parts(self) -> list[int]:

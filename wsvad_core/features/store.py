@@ -58,10 +58,15 @@ def _fill(z, data: np.ndarray, chunk_t: int) -> None:
         z[:, t0:t0 + chunk_t] = data[:, t0:t0 + chunk_t]
 
 
-def write_video_array(store_dir: str | os.PathLike, video_id: str, array, attrs: Mapping) -> Path:
-    """Write one video's features ``(crops, T, D)`` as float16 under ``store_dir/video_id``,
-    atomically; an older array of that id is replaced. NaN/inf (also after the float16 cast,
-    i.e. |x| > 65504) raise ``FeatureError`` and nothing is written."""
+STORE_DTYPES = ("float16", "float32")
+
+
+def write_video_array(store_dir: str | os.PathLike, video_id: str, array, attrs: Mapping,
+                      dtype: str = "float16") -> Path:
+    """Write one video's features ``(crops, T, D)`` as ``dtype`` (float16, half the bytes, or
+    float32, exact to the extractor) under ``store_dir/video_id``, atomically; an older array of
+    that id is replaced. NaN/inf (also after the float16 cast, i.e. |x| > 65504) raise
+    ``FeatureError`` and nothing is written."""
     store_dir = Path(store_dir)
     vid = _check_video_id(video_id)
     data = np.asarray(array)
@@ -72,23 +77,25 @@ def write_video_array(store_dir: str | os.PathLike, video_id: str, array, attrs:
     if bad:
         raise FeatureError(f"{where}: {bad} NaN/inf values in the features (shape {data.shape}); "
                            "not written")
+    if dtype not in STORE_DTYPES:
+        raise ValueError(f"store dtype {dtype!r}: expected one of {STORE_DTYPES}")
     with np.errstate(over="ignore"):  # overflow is reported below, with the video's name
-        data16 = data.astype(np.float16)
-    bad = int(np.size(data16) - np.count_nonzero(np.isfinite(data16)))
+        stored = data.astype(dtype)
+    bad = int(np.size(stored) - np.count_nonzero(np.isfinite(stored)))
     if bad:
         raise FeatureError(f"{where}: {bad} values overflow float16 (|x| > 65504, max |x| = "
                            f"{float(np.abs(data).max()):.4g}); not written")
-    crops, t, d = data16.shape
+    crops, t, d = stored.shape
     chunk_t = min(t, CHUNK_T)
     tmp_root = store_dir / TMP_DIR
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp = tmp_root / f"{vid}.{os.getpid()}.{secrets.token_hex(4)}"
     final = store_dir / vid
     try:
-        z = zarr.create_array(store=str(tmp), shape=data16.shape, chunks=(crops, chunk_t, d),
-                              dtype="float16", fill_value=0.0, zarr_format=3,
+        z = zarr.create_array(store=str(tmp), shape=stored.shape, chunks=(crops, chunk_t, d),
+                              dtype=dtype, fill_value=0.0, zarr_format=3,
                               attributes=_jsonable(attrs))
-        _fill(z, data16, chunk_t)
+        _fill(z, stored, chunk_t)
         if final.exists():
             # a directory cannot be renamed onto a non-empty one: move the old array aside
             # first; in between, the id is absent (never partial)
@@ -160,7 +167,7 @@ def finalize_store(store_dir: str | os.PathLike, attrs: Mapping,
     dims = {s[2] for s in shapes.values()}
     crops = {s[0] for s in shapes.values()}
     dtypes = {written[v].get("data_type") for v in videos}
-    if len(dims) > 1 or len(crops) > 1 or dtypes - {"float16"}:
+    if len(dims) > 1 or len(crops) > 1 or len(dtypes) > 1 or dtypes - set(STORE_DTYPES):
         raise FeatureError(f"feature store {store_dir}: arrays disagree (crops {sorted(crops)}, "
                            f"dims {sorted(dims)}, dtypes {sorted(map(str, dtypes))}); "
                            "they come from different recipes - re-extract the store")
@@ -282,6 +289,17 @@ class FeatureStore:
     def crops(self) -> int:
         c = self.attrs.get("crops")
         return int(c) if c is not None else self.shape(self.video_ids[0])[0]
+
+    def view_indices(self, names) -> list[int]:
+        """The crop indices of the named views (``features/transforms.py``), in that order."""
+        views = self.attrs.get("views")
+        if not views:
+            raise FeatureError(f"feature store {self.path} does not name its views (made before views "
+                               "had names): re-extract or re-import it")
+        bad = [v for v in names if v not in views]
+        if bad:
+            raise FeatureError(f"feature store {self.path} has no view {bad} (its views: {views})")
+        return [views.index(v) for v in names]
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, {len(self)} videos)"

@@ -1,78 +1,67 @@
-"""Frame preprocessing as batched torch ops (runs on the model's device, no PIL, no per-frame
-loop). The single ops work on channels-first tensors ``(..., C, H, W)``; ``preprocess`` takes
-decoded snippets ``(N, T, H, W, 3)`` uint8 to model input ``(N, crops, 3, T, S, S)`` float."""
+"""Frame preprocessing: from decoded RGB frames to the backbone's input, as each published
+extractor does it.
+
+Two halves:
+
+* :func:`host_transform` (in the decoding thread, on uint8 frames): the steps the published
+  extractors do with image libraries, reproduced with the same libraries so that pixels match —
+  a JPEG round trip (UR-DMU writes every frame with ``cv2.imwrite`` and reads it back with PIL),
+  and a resize by PIL (``Image.LANCZOS``: Gowtham's and UR-DMU's 340x256) or OpenCV
+  (``cv2.INTER_LINEAR``: VadCLIP's ``cv2.resize``).
+* :func:`preprocess` (batched torch ops on the model's device): a torch resize when the recipe
+  asks for one, scaling to ``(x / 255 - mean) / std``, then the crop *views* — or the cells of a
+  patch grid — giving ``(N, views, 3, T, S, S)``.
+
+Views have names, the same in every store: ``tl``, ``tr``, ``bl``, ``br`` (the corners) and
+``center`` (at ``((H - S) // 2, (W - S) // 2)``, e.g. 16:240, 58:282 of 256x340) are regions of the
+resized frame; ``flip_X`` is the mirror image of region X. So torchvision's / Gowtham's "crop the
+flipped frame" order (tl, tr, c, bl, br of the flipped frame) is ``flip_tr, flip_tl, flip_center,
+flip_br, flip_bl`` here, and VadCLIP's ``__5`` is ``flip_center``.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resize_short_side", "center_crop", "five_crop", "ten_crop", "normalize", "preprocess"]
+from wsvad_core.recipes import resolve_views
+
+__all__ = ["resize_frames", "normalize", "views",
+           "host_transform", "preprocess"]
+
+# the interpolations a recipe may name: torch ops on the device, or the image library an extractor used
+TORCH_INTERPOLATION = {"bilinear": "bilinear", "bicubic": "bicubic"}
+HOST_INTERPOLATION = ("pil_lanczos", "pil_bilinear", "pil_bicubic", "cv2_linear", "cv2_area")
 
 
-def _flat(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-    if x.ndim < 3:
-        raise ValueError(f"expected a (..., C, H, W) tensor, got shape {tuple(x.shape)}")
-    lead = tuple(x.shape[:-3])
-    return x.reshape(-1, *x.shape[-3:]), lead
-
-
-def resize_short_side(x: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
-    """Bilinear resize of ``(..., C, H, W)`` so that min(H, W) == size, aspect kept."""
-    h, w = x.shape[-2:]
-    if min(h, w) == size:
-        return x
+def target_size(h: int, w: int, resize) -> tuple[int, int]:
+    """(H, W) after the recipe's ``resize``: an int is the short side (aspect kept, rounded),
+    ``[W, H]`` a fixed size (aspect not kept, as ``cv2.resize(f, (340, 256))``)."""
+    if isinstance(resize, (list, tuple)):
+        return int(resize[1]), int(resize[0])
+    size = int(resize)
     if h <= w:
-        new_h, new_w = size, max(1, round(w * size / h))
-    else:
-        new_h, new_w = max(1, round(h * size / w)), size
-    flat, lead = _flat(x if x.is_floating_point() else x.float())
-    out = F.interpolate(flat, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                        antialias=antialias)
+        return size, max(1, round(w * size / h))
+    return max(1, round(h * size / w)), size
+
+
+def resize_frames(x: torch.Tensor, resize, mode: str = "bilinear", antialias: bool = True) -> torch.Tensor:
+    """Torch resize of ``(..., C, H, W)`` to :func:`target_size`."""
+    h, w = x.shape[-2:]
+    new = target_size(h, w, resize)
+    if new == (h, w):
+        return x
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:])
+    out = F.interpolate(flat if flat.is_floating_point() else flat.float(), size=new,
+                        mode=TORCH_INTERPOLATION[mode], align_corners=False, antialias=antialias)
     return out.reshape(*lead, *out.shape[-3:])
 
 
-def _crop_boxes(h: int, w: int, size: int) -> dict[str, tuple[int, int]]:
-    if size > h or size > w:
-        raise ValueError(f"crop size {size} is larger than the frame {h}x{w}; "
-                         f"raise the recipe's resize to at least {size}")
-    # floor for the centre, as the I3D feature extractors do (e.g. 16:240, 58:282 of 256x340)
-    return {"tl": (0, 0), "tr": (0, w - size), "c": ((h - size) // 2, (w - size) // 2),
-            "bl": (h - size, 0), "br": (h - size, w - size)}
-
-
-def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``(..., C, H, W)`` -> ``(..., C, size, size)``."""
-    top, left = _crop_boxes(x.shape[-2], x.shape[-1], size)["c"]
-    return x[..., top:top + size, left:left + size]
-
-
-FIVE_CROP_ORDER = ("tl", "tr", "c", "bl", "br")
-
-
-def five_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``(..., C, H, W)`` -> ``(..., 5, C, size, size)``, order top-left, top-right, centre,
-    bottom-left, bottom-right."""
-    boxes = _crop_boxes(x.shape[-2], x.shape[-1], size)
-    return torch.stack([x[..., t:t + size, l:l + size] for t, l in (boxes[k] for k in FIVE_CROP_ORDER)],
-                       dim=-4)
-
-
-def ten_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``(..., C, H, W)`` -> ``(..., 10, C, size, size)``.
-
-    Order (the oversampling of the I3D feature extractors behind the RTFM-family UCF-Crime /
-    ShanghaiTech features): crops 0-4 are top-left, top-right, centre, bottom-left, bottom-right
-    of the frame; crops 5-9 are the same five positions taken on the horizontally flipped frame.
-    So crop 5 is the mirror image of the original's top-right region, crop 6 of its top-left,
-    crop 7 of the centre, crop 8 of bottom-right, crop 9 of bottom-left.
-    """
-    return torch.cat([five_crop(x, size), five_crop(x.flip(-1), size)], dim=-4)
-
-
-def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], dim: int = -3
-              ) -> torch.Tensor:
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], dim: int = -3) -> torch.Tensor:
     """``(x - mean) / std`` per channel along ``dim``; x in [0, 1]."""
     shape = [1] * x.ndim
     shape[dim] = -1
@@ -83,33 +72,93 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], dim:
     return (x - m) / s
 
 
-def preprocess(frames: torch.Tensor, resize: int, crop_size: int, crops: str,
-               mean: Sequence[float], std: Sequence[float], patch_grid=None) -> torch.Tensor:
-    """Snippets ``(N, T, H, W, 3)`` uint8 -> ``(N, crops, 3, T, S, S)`` float32, normalised.
+def _boxes(h: int, w: int, size: int) -> dict[str, tuple[int, int]]:
+    if size > h or size > w:
+        raise ValueError(f"crop size {size} is larger than the frame {h}x{w}; "
+                         f"raise the recipe's resize to at least {size}")
+    return {"tl": (0, 0), "tr": (0, w - size), "bl": (h - size, 0), "br": (h - size, w - size),
+            "center": ((h - size) // 2, (w - size) // 2)}
 
-    ``crops`` is ``"center"`` (1 crop) or ``"ten"`` (10 crops, order of ``ten_crop``).
-    With ``patch_grid=(rows, cols)`` the "crops" are the grid's cells of the whole resized
-    frame instead, raster order, each resized to ``crop_size`` (``features/patches.py``);
-    ``crops`` must then be ``"center"`` (one view per patch).
-    """
+
+def views(x: torch.Tensor, size: int, names: Sequence[str]) -> torch.Tensor:
+    """``(..., C, H, W)`` -> ``(..., len(names), C, size, size)``: the named views, in order."""
+    boxes = _boxes(x.shape[-2], x.shape[-1], size)
+    out = []
+    for name in names:
+        region = name.removeprefix("flip_")
+        top, left = boxes[region]
+        crop = x[..., top:top + size, left:left + size]
+        out.append(crop.flip(-1) if name.startswith("flip_") else crop)
+    return torch.stack(out, dim=-4)
+
+
+# ---------------------------------------------------------------- on the host, uint8 frames
+
+def _pil_resample(name: str):
+    from PIL import Image
+
+    return {"pil_lanczos": Image.LANCZOS, "pil_bilinear": Image.BILINEAR, "pil_bicubic": Image.BICUBIC}[name]
+
+
+def host_transform(recipe: Mapping):
+    """The recipe's image-library steps as a function of uint8 RGB frames ``(N, H, W, 3)``, or
+    None when it has none (everything then happens in :func:`preprocess`):
+
+    * ``jpeg: {encoder: opencv, quality: Q}`` — every frame written as JPEG by OpenCV (BGR, as
+      ``cv2.imwrite``), read back by PIL (UR-DMU's ``video2frame_split.py`` then ``i3d_extract.py``);
+    * ``interpolation`` ``pil_*`` / ``cv2_*`` — the resize by that library, on uint8, rounded as
+      it rounds (PIL on an ``Image``; OpenCV ``cv2.resize`` with ``dsize`` = (W, H))."""
+    jpeg = recipe.get("jpeg")
+    interp = recipe.get("interpolation", "bilinear")
+    resize = recipe.get("resize")
+    if not jpeg and interp not in HOST_INTERPOLATION:
+        return None
+
+    def run(frames: np.ndarray) -> np.ndarray:
+        import cv2
+        from PIL import Image
+
+        out = []
+        for f in frames:
+            if jpeg:
+                ok, buf = cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(jpeg["quality"])])
+                if not ok:
+                    raise RuntimeError("OpenCV could not encode a frame as JPEG")
+                img = Image.open(io.BytesIO(buf.tobytes()))
+                img.load()
+                f = np.asarray(img.convert("RGB"))
+            if interp in HOST_INTERPOLATION:
+                h, w = target_size(f.shape[0], f.shape[1], resize)
+                if (h, w) != f.shape[:2]:
+                    if interp.startswith("pil_"):
+                        f = np.asarray(Image.fromarray(f).resize((w, h), _pil_resample(interp)))
+                    else:
+                        flag = {"cv2_linear": cv2.INTER_LINEAR, "cv2_area": cv2.INTER_AREA}[interp]
+                        f = cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=flag)
+            out.append(f)
+        return np.stack(out)
+
+    return run
+
+
+# ---------------------------------------------------------------- on the device, batched
+
+def preprocess(frames: torch.Tensor, recipe: Mapping) -> torch.Tensor:
+    """Snippets ``(N, T, H, W, 3)`` uint8 (after :func:`host_transform`) -> ``(N, views, 3, T, S,
+    S)`` float32, normalised. With ``patch_grid`` the "views" are the grid's cells of the whole
+    resized frame instead, raster order, each resized to ``crop_size`` (``features/patches.py``)."""
     if frames.ndim != 5 or frames.shape[-1] != 3:
         raise ValueError(f"expected snippets (N, T, H, W, 3), got shape {tuple(frames.shape)}")
-    n, t = frames.shape[:2]
     x = frames.permute(0, 1, 4, 2, 3).float()           # (N, T, 3, H, W)
-    x = resize_short_side(x, resize)
+    interp = recipe.get("interpolation", "bilinear")
+    if interp in TORCH_INTERPOLATION:
+        x = resize_frames(x, recipe["resize"], interp)
     # normalise before cropping: ten crops hold ~5x more pixels than the resized frame
-    x = normalize(x / 255.0, mean, std)
-    if patch_grid is not None:
-        if crops != "center":
-            raise ValueError(f"patch features take one view per patch: crops must be 'center' "
-                             f"with patch_grid {patch_grid}, got {crops!r}")
+    x = normalize(x / 255.0, recipe["mean"], recipe["std"])
+    if recipe.get("patch_grid") is not None:
         from wsvad_core.features.patches import grid_patches
 
-        x = grid_patches(x, patch_grid, crop_size)       # (N, T, P, 3, S, S)
-    elif crops == "center":
-        x = center_crop(x, crop_size).unsqueeze(2)       # (N, T, 1, 3, S, S)
-    elif crops == "ten":
-        x = ten_crop(x, crop_size)                       # (N, T, 10, 3, S, S)
+        x = grid_patches(x, recipe["patch_grid"], recipe["crop_size"])   # (N, T, P, 3, S, S)
     else:
-        raise ValueError(f"crops must be 'center' or 'ten', got {crops!r}")
-    return x.permute(0, 2, 3, 1, 4, 5).contiguous()      # (N, crops, 3, T, S, S)
+        x = views(x, recipe["crop_size"], resolve_views(recipe["crops"]))  # (N, T, V, 3, S, S)
+    return x.permute(0, 2, 3, 1, 4, 5).contiguous()      # (N, V, 3, T, S, S)

@@ -24,7 +24,7 @@ SELECTION_LABELS = {"last": "last step", "best": "best on test"}
 
 def _rows_of(m: dict) -> list[dict]:
     """One row per checkpoint selection of a metrics.json (older files hold one, at top level)."""
-    base = {"method": m["method"], "feature_set": m["feature_set"], "seed": m["seed"],
+    base = {"method": m["method"], "feature_set": m["feature_set"], "family": m.get("family", ""), "seed": m["seed"],
             "weights": m.get("weights", "unknown"),
             "source": (m.get("provenance") or {}).get("source", "")}
     out = []
@@ -54,13 +54,14 @@ def summarise(df: pd.DataFrame, benchmark: str | None = None) -> pd.DataFrame:
     agg = df.groupby(KEYS, sort=True)
     out = agg.size().rename("seeds").to_frame()
     out["source"] = agg["source"].first()
+    out["family"] = agg["family"].first()
     for k in (*METRICS, *VIDEO_METRICS, *classes):
         name = f"auc_class_{k[6:]}" if k.startswith("class:") else k
         out[f"{name}_mean"] = agg[k].mean()
         out[f"{name}_std"] = agg[k].std(ddof=0)
     out = out.reset_index()
-    rep = [reported_for(benchmark, m, fs) if benchmark else None
-           for m, fs in zip(out["method"], out["feature_set"])]
+    rep = [reported_for(benchmark, m, fam) if benchmark else None
+           for m, fam in zip(out["method"], out["family"])]
     out["reported_metric"] = [r.metric if r else "" for r in rep]
     out["reported_value"] = [r.value if r else math.nan for r in rep]
     out["reported_features"] = [r.features if r else "" for r in rep]
@@ -78,7 +79,7 @@ def _reported_cell(r: dict, refs: dict) -> str:
         return "–"
     src = r["reported_source"]
     refs.setdefault(src, len(refs) + 1)
-    other = "" if r["reported_features"] == r["feature_set"] else f", {r['reported_features']}"
+    other = "" if r["reported_features"] == r.get("family") else f", {r['reported_features']}"
     metric = METRICS.get(r["reported_metric"], r["reported_metric"])
     return f"{r['reported_value']:.2f} {metric}{other} [{refs[src]}]"
 

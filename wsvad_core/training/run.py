@@ -28,10 +28,11 @@ def run_training(*, method: str, manifest: str | Path, store: str | Path, run_di
     repositories' "best on test" selection)."""
     spec = get_method(method)
     snippet = open_store(store)
-    family = snippet.attrs.get("recipe", {}).get("family")
-    if family and family not in spec.accepts:
+    recipe = snippet.attrs.get("recipe", {})
+    kind, family = recipe.get("kind"), recipe.get("family")
+    if kind and kind not in spec.accepts:
         raise ValueError(f"method {method} accepts feature kinds {spec.accepts}, "
-                         f"but the store {store} holds {family!r} features")
+                         f"but the store {store} holds {kind!r} features")
     manifest_df = read_manifest(manifest)
     if spec.prepare_overrides is not None:  # data-dependent values (class names, CLIP weights)
         overrides = spec.prepare_overrides(dict(overrides), snippet.attrs, manifest_df)
@@ -39,7 +40,7 @@ def run_training(*, method: str, manifest: str | Path, store: str | Path, run_di
         raise ValueError(f"method {method} needs the S3R dictionary; none was given")
     model, hparams = create_method(method, snippet.dim, dictionary=None if dictionary is None else np.load(dictionary),
                                    **{**overrides, "seed": seed})
-    feats = open_features(store, patch_stores, hparams.patch_grids(), family)
+    feats = open_features(store, patch_stores, hparams.patch_grids(), kind, family)
     data = load_training_set(feats, manifest_df, spec.segment_policy, hparams.n_segments,
                              progress=progress,
                              class_names=hparams.class_names if spec.needs_class_labels else None)

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from wsvad_core.data.ground_truth import load_ground_truth
-from wsvad_core.evaluation.evaluate import evaluate_scores, score_videos
+from wsvad_core.evaluation.evaluate import evaluate_scores, score_videos, test_crop_indices
 
 
 def make_eval_fn(store, ground_truth: str | Path, manifest: pd.DataFrame, protocol: dict,
@@ -22,7 +22,7 @@ def make_eval_fn(store, ground_truth: str | Path, manifest: pd.DataFrame, protoc
 
     def eval_fn(model) -> float:
         snippet = score_videos(model, store, list(gt), device, progress=False,
-                               crops=protocol.get("test_crops"))
+                               crops=test_crop_indices(store, protocol))
         metrics, _ = evaluate_scores(snippet, gt, labels, clip_len)
         return float(metrics[metric])
 
