@@ -207,4 +207,6 @@ SPEC = register(MethodSpec(
     accepts=("clip", "i3d"),
     build=CLIPTSAModel,
     load_official_state_dict=load_official_state_dict,
+    # 2: the top-k selection dropout masks drawn abnormal-first, as the official code (issue 13)
+    version="2",
 ))
