@@ -157,6 +157,17 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
     def _score_video(self, x: Tensor) -> Tensor:
         """(C, T, D) float32 on the model device -> (T,) scores in [0, 1]. Called in eval/no-grad."""
 
+    def official_missing_ok(self, mapped: Mapping[str, Tensor]) -> set[str]:
+        """Keys of this model an official checkpoint (``mapped``: already under wsvad's names)
+        may lack, for :func:`load_official`: by default ``_not_in_official_checkpoint`` (e.g. S3R's
+        dictionary, which comes from its own .npy). SSRL also lets a checkpoint of an earlier
+        stage lack the later stages' branches."""
+        return set(getattr(self, "_not_in_official_checkpoint", ()))
+
+    def after_official_load(self, mapped: Mapping[str, Tensor]) -> None:
+        """Called by :func:`load_official` once ``mapped`` is loaded (e.g. SSRL sets its stage
+        from the branches the checkpoint held). Default: nothing."""
+
     def before_step(self) -> None:
         """Called by the training loop between ``backward()`` and ``optimizer.step()`` (e.g. to
         clip gradients as an official train.py does there). Default: nothing."""
@@ -227,16 +238,19 @@ def load_official(spec: MethodSpec, model: WSVADModel, state_dict: Mapping[str, 
                   ) -> tuple[list[str], list[str]]:
     """Load an official checkpoint's state dict into ``model`` through the spec's name mapping.
 
-    Returns ``(missing, unexpected)``; buffers the official checkpoint does not hold (e.g. S3R's
-    dictionary, which comes from its own .npy) may be missing, anything else raises.
+    Returns ``(missing, unexpected)``; the keys the model says an official checkpoint may lack
+    (:meth:`WSVADModel.official_missing_ok`: e.g. S3R's dictionary, which comes from its own .npy;
+    SSRL's stage counter and later-stage branches) may be missing, anything else raises. Then
+    :meth:`WSVADModel.after_official_load` (SSRL: the stage from the branches present).
     """
     if spec.load_official_state_dict is None:
         raise ValueError(f"method {spec.name!r} has no official state-dict loader")
     mapped = spec.load_official_state_dict(state_dict)
+    allowed_missing = model.official_missing_ok(mapped)
     result = model.load_state_dict(mapped, strict=False)
-    allowed_missing = set(getattr(model, "_not_in_official_checkpoint", ()))
     missing = [k for k in result.missing_keys if k not in allowed_missing]
     if missing or result.unexpected_keys:
         raise KeyError(f"{spec.name}: official state dict does not match: missing {missing}, "
                        f"unexpected {list(result.unexpected_keys)}")
+    model.after_official_load(mapped)
     return list(result.missing_keys), list(result.unexpected_keys)

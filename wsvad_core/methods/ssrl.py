@@ -44,10 +44,15 @@ same way; the run gets them as a ``StackedStore``).
   obviously does.
 * Test (test): whole video, eval mode, scores averaged over the 10 crops.
 * ``multi_patch_size: []`` is stage 1 alone (no patch feature sets are read).
+* Released checkpoints (``best_auc.pkl`` of any stage) carry no stage counter; the stage is the
+  number of patch branches they hold plus one (a stage-k ``Model`` builds one branch per grid of
+  its ``--multi_patch_size``, model.py:205-217), so ``base.load_official`` loads a checkpoint of
+  any stage into the default model and leaves it in that stage (``after_official_load``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -114,8 +119,6 @@ def _patch_layers(dim: int, grid: tuple[int, int]) -> tuple[nn.Module, nn.Module
 
 
 class SSRLModel(StagedModel):
-    _not_in_official_checkpoint = ("step",)
-
     def __init__(self, hparams: SSRLHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams
@@ -222,13 +225,46 @@ class SSRLModel(StagedModel):
     def _score_video(self, x: Tensor) -> Tensor:
         return self.forward(x[None])[1][0]
 
+    # -- official checkpoints ----------------------------------------------------------------
+    def _official_branches(self, mapped: Mapping[str, Tensor]) -> int:
+        """How many patch branches an official checkpoint holds: a stage-k ``best_auc.pkl`` is
+        the ``Model`` of ``model_name='ssrl_stagek'``, which builds one ``Aggregate_patch`` /
+        ``patch_to_clip`` / ``linear_out`` per grid of its ``--multi_patch_size`` (model.py:205-217;
+        stage 1 builds none, model.py:202-203), i.e. k - 1 branches, the grids in order
+        (scripts/train_ssrl_stage2..4.sh: 23, then 23 35, then 23 35 47)."""
+        held = {int(m.group(2)) for k in mapped
+                if (m := _BRANCH_KEY.match(k)) is not None}
+        n = len(held)
+        if held != set(range(n)):
+            raise KeyError(f"ssrl: the official checkpoint holds patch branches {sorted(held)}; "
+                           f"a stage-k checkpoint holds branches 0..k-2 (one per grid, in order)")
+        return n
+
+    def official_missing_ok(self, mapped: Mapping[str, Tensor]) -> set[str]:
+        """The stage counter (not in official checkpoints) and the branches of the stages after
+        the checkpoint's: a stage-1 checkpoint loads into a model with patch grids."""
+        n = self._official_branches(mapped)
+        later = {k for k in self.state_dict()
+                 if (m := _BRANCH_KEY.match(k)) is not None and int(m.group(2)) >= n}
+        return {"step"} | later
+
+    def after_official_load(self, mapped: Mapping[str, Tensor]) -> None:
+        """The stage is the one the checkpoint was trained in (1 + its branches): the model sits
+        at the end of that stage and scores with exactly those branches, as the official
+        ``Model`` of that stage does."""
+        self.enter_stage(self._official_branches(mapped) + 1)
+
+
+_BRANCH_KEY = re.compile(r"^(aggregate_patch|patch_to_clip|linear_out)\.(\d+)\.")
+
 
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """SSRL checkpoint (``Model.state_dict()`` of any stage, ``best_auc.pkl``) to ours:
     ``Aggregate_clip`` / ``Aggregate_patch`` lower-cased, the classifier's fc1/fc2/fc3 to
     ``classifier.0/3/6``; ``patch_to_clip`` and ``linear_out`` keep their names. The stage
-    counter is not in it: load with ``base.load_official`` (the model then sits in the stage
-    its ``step`` buffer says; set ``model.step`` to ``max_steps`` to score with every branch)."""
+    counter is not in it: load with ``base.load_official``, which sets the stage from the
+    branches the checkpoint holds (``SSRLModel.after_official_load``), so a checkpoint of any
+    stage loads into the default model (grids 23, 35, 47) and scores as that stage's model."""
     return rename_official(state, renames=(
         ("Aggregate_clip.", "aggregate_clip."), ("Aggregate_patch.", "aggregate_patch."),
         ("classfier.fc1.", "classifier.0."), ("classfier.fc2.", "classifier.3."),
