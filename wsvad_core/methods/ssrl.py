@@ -28,8 +28,9 @@ same way; the run gets them as a ``StackedStore``).
   abnormal crop-averaged scores flattened over the batch.
 * Training (option, main, stageN): 8 GPUs under DistributedDataParallel with batch 4 + 4 each
   (``ddp_world_size`` x ``batch_size / ddp_world_size`` here: the loss is the mean of the
-  per-process losses, each on its own forward, so BatchNorm statistics, top-k and the
-  smoothness/sparsity sums are per process as there); Adam lr 0.001 weight decay 0.005;
+  per-process losses, each on its own forward, so BatchNorm batch statistics, top-k and the
+  smoothness/sparsity sums are per process as there; the BatchNorm running statistics are rank
+  0's, one update per step from the first sub-batch, as DDP's buffer broadcast keeps them); Adam lr 0.001 weight decay 0.005;
   150000 iterations per stage; features mean-pooled to 32 segments (utils ``process_feat``);
   seed 10; test every 5 steps after step 50, best-on-test checkpoint kept.
 * Stages: each stage starts from the previous stage's model, freezes every parameter it had
@@ -52,6 +53,7 @@ same way; the run gets them as a ``StackedStore``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -218,8 +220,17 @@ class SSRLModel(StagedModel):
                              f"ddp_world_size {world} processes")
         per = B // world
         # DDP averages the processes' gradients = gradient of the mean of their losses
-        parts = [self._process_loss(normal[i * per:(i + 1) * per], abnormal[i * per:(i + 1) * per])
-                 for i in range(world)]
+        parts = []
+        for i in range(world):
+            # BatchNorm buffers: DistributedDataParallel (main.py:76, default
+            # broadcast_buffers=True) copies rank 0's buffers to every process before each forward
+            # and rank 0 saves the checkpoints (main.py:125-133), so the statistics that survive a
+            # step are rank 0's: one momentum update from its sub-batch. The other processes'
+            # forwards therefore normalise with their batch statistics but leave the running
+            # statistics (and num_batches_tracked) alone.
+            with contextlib.nullcontext() if i == 0 else _running_stats_untouched(self):
+                parts.append(self._process_loss(normal[i * per:(i + 1) * per],
+                                                abnormal[i * per:(i + 1) * per]))
         return {key: torch.stack([p[key] for p in parts]).mean() for key in parts[0]}
 
     def _score_video(self, x: Tensor) -> Tensor:
@@ -255,6 +266,23 @@ class SSRLModel(StagedModel):
         self.enter_stage(self._official_branches(mapped) + 1)
 
 
+@contextlib.contextmanager
+def _running_stats_untouched(model: nn.Module):
+    """Training-mode BatchNorms normalise with the batch statistics (their output is unchanged)
+    but neither update their running statistics nor count the batch: ``track_running_stats``
+    off for the duration (``_BatchNorm.forward`` then passes no running buffers to
+    ``F.batch_norm``). BatchNorms in eval mode (SSRL's frozen ones) are not affected."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.training and m.track_running_stats]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
 _BRANCH_KEY = re.compile(r"^(aggregate_patch|patch_to_clip|linear_out)\.(\d+)\.")
 
 
@@ -281,6 +309,7 @@ SPEC = register(MethodSpec(
     build=SSRLModel,
     reads_patches=True,
     load_official_state_dict=load_official_state_dict,
-    # 2: the top-k selection dropout masks drawn abnormal-first, as the official code (issue 13)
+    # 2 (issue 13): the top-k selection dropout masks drawn abnormal-first, as the official code;
+    # BatchNorm running statistics updated once per step (rank 0's), as DDP keeps them
     version="2",
 ))
