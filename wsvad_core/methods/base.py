@@ -48,8 +48,29 @@ class TrainHParams:
     max_steps: int = hp(15000, ge=1)
     n_segments: int = hp(32, ge=1)  # S: segments per training video after the segment policy
     seed: int = hp(0, ge=0)
-    eval_every: int = hp(0, ge=0)  # evaluate every N steps (0: only at the end)
+    eval_every: int = hp(0, ge=0)  # evaluate every N steps (0: only at the end); the unit: eval_schedule
     eval_min_step: int = hp(0, ge=0)  # ... and only after this step (official repos skip early steps)
+    # The data order, the test schedule and the LR schedule are the shared loop's
+    # (training/loop.py, training/data.py); a method declares the official ones here.
+    # pairing: "independent" = two shuffled drop-last loaders, each restarted when exhausted (RTFM
+    # main.py:57-63); "zipped" = one epoch is zip(normal loader, abnormal loader), both reshuffled
+    # every epoch (VadCLIP ucf_train.py:66-71); "in_order" = zipped and not shuffled: normal batch j
+    # with abnormal batch j in list order every epoch (MGFN main.py:39-44, train.py:81-82)
+    pairing: str = hp("independent", choices=("independent", "zipped", "in_order"))
+    # sample_unit: "video" = a sample is a video with all its crops (B, C, S, D); "crop" = one row
+    # per (video, crop), as the per-crop training lists of VadCLIP (batches (B, 1, S, D))
+    sample_unit: str = hp("video", choices=("video", "crop"))
+    # eval_schedule: "steps" = after step s when s % eval_every == 0 (RTFM main.py:65); "in_epoch"
+    # = after 0-based in-epoch iteration i when i % eval_every == 0 and i != 0 (VadCLIP
+    # ucf_train.py:98-99); "epoch_end" = after every eval_every-th epoch (MGFN main.py:87). The last
+    # step is scored too when nothing was scored before it (so that a best checkpoint exists).
+    eval_schedule: str = hp("steps", choices=("steps", "in_epoch", "epoch_end"))
+    # MultiStepLR: lr x lr_gamma at the end of each epoch listed (VadCLIP ucf_train.py:48, 113)
+    lr_milestones: tuple[int, ...] = hp((), ge=1)
+    lr_gamma: float = hp(0.1, gt=0)
+    # after every epoch (and at the end) the best-on-test weights are reloaded (VadCLIP
+    # ucf_train.py:116-117, 119-120); the optimizer state is kept, as there
+    reload_best_each_epoch: bool = hp(False)
 
     def patch_grids(self) -> tuple[tuple[int, int], ...]:
         """The patch grids the method reads beside its snippet features, in crop-axis order
