@@ -144,7 +144,7 @@ def test_crash_and_resume_keep_the_schedule(tmp_path):
         _run(tmp_path / "crash", crash_at=4)  # mid-run, after a few epochs and reloads
     assert (tmp_path / "crash" / "resume.pt").exists()
     _, resumed, res_rows, _ = _run(tmp_path / "crash")
-    assert float(resumed.w) == float(ref.w)
+    assert float(resumed.w.detach()) == float(ref.w.detach())
     drop = ["time_s", "peak_mem_mb"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ref" / "train_log.csv").drop(columns=drop),
                                   pd.read_csv(tmp_path / "crash" / "train_log.csv").drop(columns=drop))

@@ -14,6 +14,7 @@ A method is a :class:`MethodSpec` (what the registry stores) whose ``build`` ret
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -200,6 +201,14 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
     def score(self, x: Tensor | np.ndarray) -> Tensor:
         """(N, C, T, D) -> (N, T) snippet anomaly scores in [0, 1] (float32, on the model device)."""
         return self._score_each(x, self._score_video)
+
+    @contextlib.contextmanager
+    def scoring_pass(self):
+        """One pass over a test set (``evaluation.evaluate.score_videos`` scores its videos one
+        :meth:`score` call each inside it). Methods whose test draws random numbers (CLIP-TSA's
+        hard-attention noise) draw them from one seeded stream across the pass's videos, so each
+        video gets fresh noise and the pass is reproducible. Default: nothing."""
+        yield
 
     @torch.no_grad()
     def _score_each(self, x: Tensor | np.ndarray, video_fn) -> Tensor:
