@@ -1,6 +1,7 @@
 """Score the test videos with a trained model and compute frame-level metrics."""
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,16 +43,19 @@ def score_videos(model, store, video_ids: list[str], device: torch.device,
         group.clear()
 
     reads = _read_ahead(store, video_ids, crops, getattr(model, "feat_dim", None))
-    for vid, feats in tqdm(reads, total=len(video_ids), desc="score", disable=not progress, leave=False):
-        if not batched:
-            out[vid] = model.score(torch.from_numpy(feats)[None].to(device))[0].float().cpu().numpy()
-            continue
-        if group and (sum(f.shape[1] for _, f in group) + feats.shape[1]) * feats.shape[0] * feats.shape[2] \
-                > MAX_BATCH_ELEMENTS:
+    # one scoring pass: a method with random test-time draws (CLIP-TSA) takes them from one
+    # seeded stream across the videos (methods.base.WSVADModel.scoring_pass)
+    with getattr(model, "scoring_pass", contextlib.nullcontext)():
+        for vid, feats in tqdm(reads, total=len(video_ids), desc="score", disable=not progress, leave=False):
+            if not batched:
+                out[vid] = model.score(torch.from_numpy(feats)[None].to(device))[0].float().cpu().numpy()
+                continue
+            if group and (sum(f.shape[1] for _, f in group) + feats.shape[1]) * feats.shape[0] * feats.shape[2] \
+                    > MAX_BATCH_ELEMENTS:
+                flush()
+            group.append((vid, feats))
+        if group:
             flush()
-        group.append((vid, feats))
-    if group:
-        flush()
     return {vid: out[vid] for vid in video_ids}
 
 

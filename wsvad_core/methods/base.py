@@ -14,6 +14,7 @@ A method is a :class:`MethodSpec` (what the registry stores) whose ``build`` ret
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -48,8 +49,29 @@ class TrainHParams:
     max_steps: int = hp(15000, ge=1)
     n_segments: int = hp(32, ge=1)  # S: segments per training video after the segment policy
     seed: int = hp(0, ge=0)
-    eval_every: int = hp(0, ge=0)  # evaluate every N steps (0: only at the end)
+    eval_every: int = hp(0, ge=0)  # evaluate every N steps (0: only at the end); the unit: eval_schedule
     eval_min_step: int = hp(0, ge=0)  # ... and only after this step (official repos skip early steps)
+    # The data order, the test schedule and the LR schedule are the shared loop's
+    # (training/loop.py, training/data.py); a method declares the official ones here.
+    # pairing: "independent" = two shuffled drop-last loaders, each restarted when exhausted (RTFM
+    # main.py:57-63); "zipped" = one epoch is zip(normal loader, abnormal loader), both reshuffled
+    # every epoch (VadCLIP ucf_train.py:66-71); "in_order" = zipped and not shuffled: normal batch j
+    # with abnormal batch j in list order every epoch (MGFN main.py:39-44, train.py:81-82)
+    pairing: str = hp("independent", choices=("independent", "zipped", "in_order"))
+    # sample_unit: "video" = a sample is a video with all its crops (B, C, S, D); "crop" = one row
+    # per (video, crop), as the per-crop training lists of VadCLIP (batches (B, 1, S, D))
+    sample_unit: str = hp("video", choices=("video", "crop"))
+    # eval_schedule: "steps" = after step s when s % eval_every == 0 (RTFM main.py:65); "in_epoch"
+    # = after 0-based in-epoch iteration i when i % eval_every == 0 and i != 0 (VadCLIP
+    # ucf_train.py:98-99); "epoch_end" = after every eval_every-th epoch (MGFN main.py:87). The last
+    # step is scored too when nothing was scored before it (so that a best checkpoint exists).
+    eval_schedule: str = hp("steps", choices=("steps", "in_epoch", "epoch_end"))
+    # MultiStepLR: lr x lr_gamma at the end of each epoch listed (VadCLIP ucf_train.py:48, 113)
+    lr_milestones: tuple[int, ...] = hp((), ge=1)
+    lr_gamma: float = hp(0.1, gt=0)
+    # after every epoch (and at the end) the best-on-test weights are reloaded (VadCLIP
+    # ucf_train.py:116-117, 119-120); the optimizer state is kept, as there
+    reload_best_each_epoch: bool = hp(False)
 
     def patch_grids(self) -> tuple[tuple[int, int], ...]:
         """The patch grids the method reads beside its snippet features, in crop-axis order
@@ -157,6 +179,17 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
     def _score_video(self, x: Tensor) -> Tensor:
         """(C, T, D) float32 on the model device -> (T,) scores in [0, 1]. Called in eval/no-grad."""
 
+    def official_missing_ok(self, mapped: Mapping[str, Tensor]) -> set[str]:
+        """Keys of this model an official checkpoint (``mapped``: already under wsvad's names)
+        may lack, for :func:`load_official`: by default ``_not_in_official_checkpoint`` (e.g. S3R's
+        dictionary, which comes from its own .npy). SSRL also lets a checkpoint of an earlier
+        stage lack the later stages' branches."""
+        return set(getattr(self, "_not_in_official_checkpoint", ()))
+
+    def after_official_load(self, mapped: Mapping[str, Tensor]) -> None:
+        """Called by :func:`load_official` once ``mapped`` is loaded (e.g. SSRL sets its stage
+        from the branches the checkpoint held). Default: nothing."""
+
     def before_step(self) -> None:
         """Called by the training loop between ``backward()`` and ``optimizer.step()`` (e.g. to
         clip gradients as an official train.py does there). Default: nothing."""
@@ -168,6 +201,14 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
     def score(self, x: Tensor | np.ndarray) -> Tensor:
         """(N, C, T, D) -> (N, T) snippet anomaly scores in [0, 1] (float32, on the model device)."""
         return self._score_each(x, self._score_video)
+
+    @contextlib.contextmanager
+    def scoring_pass(self):
+        """One pass over a test set (``evaluation.evaluate.score_videos`` scores its videos one
+        :meth:`score` call each inside it). Methods whose test draws random numbers (CLIP-TSA's
+        hard-attention noise) draw them from one seeded stream across the pass's videos, so each
+        video gets fresh noise and the pass is reproducible. Default: nothing."""
+        yield
 
     @torch.no_grad()
     def _score_each(self, x: Tensor | np.ndarray, video_fn) -> Tensor:
@@ -227,16 +268,19 @@ def load_official(spec: MethodSpec, model: WSVADModel, state_dict: Mapping[str, 
                   ) -> tuple[list[str], list[str]]:
     """Load an official checkpoint's state dict into ``model`` through the spec's name mapping.
 
-    Returns ``(missing, unexpected)``; buffers the official checkpoint does not hold (e.g. S3R's
-    dictionary, which comes from its own .npy) may be missing, anything else raises.
+    Returns ``(missing, unexpected)``; the keys the model says an official checkpoint may lack
+    (:meth:`WSVADModel.official_missing_ok`: e.g. S3R's dictionary, which comes from its own .npy;
+    SSRL's stage counter and later-stage branches) may be missing, anything else raises. Then
+    :meth:`WSVADModel.after_official_load` (SSRL: the stage from the branches present).
     """
     if spec.load_official_state_dict is None:
         raise ValueError(f"method {spec.name!r} has no official state-dict loader")
     mapped = spec.load_official_state_dict(state_dict)
+    allowed_missing = model.official_missing_ok(mapped)
     result = model.load_state_dict(mapped, strict=False)
-    allowed_missing = set(getattr(model, "_not_in_official_checkpoint", ()))
     missing = [k for k in result.missing_keys if k not in allowed_missing]
     if missing or result.unexpected_keys:
         raise KeyError(f"{spec.name}: official state dict does not match: missing {missing}, "
                        f"unexpected {list(result.unexpected_keys)}")
+    model.after_official_load(mapped)
     return list(result.missing_keys), list(result.unexpected_keys)

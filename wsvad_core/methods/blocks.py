@@ -197,12 +197,16 @@ def topk_magnitude_bce(features: Tensor, scores: Tensor, k: int, drop_p: float, 
 
     features (2B*C, T, F) video-major, scores (2B, T); the first B videos are normal.
     Returns ``(bce, selected normal, selected abnormal)`` (selections as
-    :func:`topk_magnitude_selection`; the normal half is selected first, so the dropout masks
-    are drawn in the official order)."""
+    :func:`topk_magnitude_selection`). The abnormal half is selected first: the official code
+    draws the abnormal half's dropout mask (``select_idx``) before the normal half's
+    (``select_idx_normal``): RTFM model.py:231-232 then 253-254, S3R detector.py:302-303 then
+    327-328, SSRL model.py:288-289 then 310-311, CLIP-TSA model.py:284-285 then 304-305, MGFN
+    models/mgfn.py:43-44 then 65-66 (``MSNSD``). So one ``torch.manual_seed`` gives the official
+    masks (tests/unit/test_recipe_dropout_order.py)."""
     B = scores.shape[0] // 2
     n = features.shape[0] // 2  # B * C rows per class
-    sel_nor, top_nor, _ = topk_magnitude_selection(features[:n], scores[:B], k, drop_p, training)
     sel_abn, top_abn, _ = topk_magnitude_selection(features[n:], scores[B:], k, drop_p, training)
+    sel_nor, top_nor, _ = topk_magnitude_selection(features[:n], scores[:B], k, drop_p, training)
     labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(scores)
     bce = F.binary_cross_entropy(torch.cat([top_nor, top_abn]), labels)
     return bce, sel_nor, sel_abn

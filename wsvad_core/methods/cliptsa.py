@@ -11,8 +11,13 @@ utils/hard_attention.py, ``train`` = train.py, ``main`` = main.py, ``runner`` = 
   indicators over the k slots, i.e. each snippet is multiplied by the fraction of noisy samples
   in which it is among the top k. The backward is the perturbed-optimiser estimator. With one
   sequence in the batch (test, one crop) k is capped at 1000. The noise is drawn at test time
-  too, so official scores are random; here the test noise comes from a generator seeded with
-  the run's seed for every video (deterministic scores, same distribution).
+  too, from the global RNG at every forward, so each test video gets fresh noise and official
+  scores are random. Here the test noise comes from one generator seeded with the run's seed
+  and advanced across the videos of a scoring pass (``scoring_pass``: one test-set evaluation,
+  ``evaluation.evaluate.score_videos``, which the pipeline and the best-on-test selection use):
+  every video's noise is fresh, as there, and a pass is reproducible (the official sequence
+  after ``torch.manual_seed(seed)``). A ``score`` call outside a pass scores each video with the
+  seed's noise, as if alone.
 * ``model``: features wider than 512 (I3D 2048, C3D 4096) first go through an MLP
   (D -> 1024 ReLU -> 512 sigmoid); the hard attention, RTFM's Aggregate, fc1/fc2/fc3 then work at
   width W (512, or D when D <= 512) with ``division = 2048 // W``: Aggregate branches 512/div,
@@ -27,6 +32,7 @@ utils/hard_attention.py, ``train`` = train.py, ``main`` = main.py, ``runner`` = 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -154,6 +160,7 @@ class CLIPTSAModel(WSVADModel):
         self.drop_out = nn.Dropout(hp.dropout)
         self.apply(xavier_init)
         self.mlp = TSAMLP(feat_dim) if feat_dim > width else None  # default (not Xavier) init
+        self._test_noise: torch.Generator | None = None  # inside a scoring_pass
 
     def _attend(self, seqs: Tensor, generator: torch.Generator | None) -> Tensor:
         hp = self.hparams
@@ -179,10 +186,29 @@ class CLIPTSAModel(WSVADModel):
         feats, scores = self.forward(torch.cat([normal, abnormal], 0))  # train: one forward
         return rtfm_loss(feats, scores, self.hparams, self.training)  # train.py: RTFM's cost
 
-    def _score_video(self, x: Tensor) -> Tensor:
+    def _score_video(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         # all crops in one forward as test_10crop.py does (one noise draw for the whole video)
-        gen = torch.Generator().manual_seed(int(self.hparams.seed))
+        gen = generator or torch.Generator().manual_seed(int(self.hparams.seed))
         return self.forward(x[None], generator=gen)[1][0]
+
+    def score(self, x):
+        """As ``WSVADModel.score``. Inside a :meth:`scoring_pass` the test noise is drawn afresh
+        for every video from the pass's generator (the official forward draws ``torch.normal``
+        from the global RNG each time, utils/hard_attention.py); outside one, every video is
+        scored as if alone, with the noise of a generator seeded with the run's seed (so a
+        video's score does not depend on its place in the call)."""
+        gen = self._test_noise
+        return self._score_each(x, lambda v: self._score_video(v, gen))
+
+    @contextlib.contextmanager
+    def scoring_pass(self):
+        """One seeded noise stream across every video scored inside (a test-set evaluation)."""
+        outer = self._test_noise
+        self._test_noise = torch.Generator().manual_seed(int(self.hparams.seed))
+        try:
+            yield
+        finally:
+            self._test_noise = outer
 
 
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -207,4 +233,7 @@ SPEC = register(MethodSpec(
     accepts=("clip", "i3d"),
     build=CLIPTSAModel,
     load_official_state_dict=load_official_state_dict,
+    # 2 (issue 13): the top-k selection dropout masks drawn abnormal-first, as the official code;
+    # fresh test noise for every video of a scoring pass
+    version="2",
 ))

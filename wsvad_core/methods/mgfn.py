@@ -30,8 +30,14 @@ Official code: carolchenyx/MGFN (commit 98e9389), files cited as ``model`` = mod
   ``scores[:batch_size]`` in train.py selects).
 * main / option: batch 16 + 16, Adam lr 0.001 weight decay 0.0005, ``--max-epoch 1000`` epochs
   of ``zip(nloader, aloader)``: on UCF-Crime 800 normal // 16 = 50 iterations each, hence
-  50,000 steps here; test after every epoch, best-on-test kept. MSNSD's split of the batch uses
-  the real batch (the official ``features[:batch_size * 10]`` assumes 10 crops).
+  50,000 steps here; test after every epoch (main:87; ``eval_schedule: epoch_end``), best-on-test
+  kept. MSNSD's split of the batch uses the real batch (the official ``features[:batch_size *
+  10]`` assumes 10 crops).
+* Data order: the official loaders do not shuffle (main:39-44, ``shuffle=False``,
+  ``drop_last=True``) and train:81-82 zips them, so every epoch pairs normal batch j with
+  abnormal batch j in list order (the longer list's tail is never used). That is this method's
+  default, ``pairing: in_order`` (the shared loop's fixed in-order pairing; manifest order = list
+  order); ``pairing: independent`` gives the RTFM family's reshuffled loaders instead.
 * Test (test): whole video, eval mode, crop-averaged scores.
 """
 
@@ -59,7 +65,9 @@ class MGFNHParams(TrainHParams):
     optimizer: str = "adam"  # main
     max_steps: int = 50000  # option --max-epoch 1000 x 50 iterations per epoch (UCF-Crime)
     n_segments: int = 32  # option --seg_length 32 (dataset process_feat)
-    eval_every: int = 50  # main: test after every epoch (50 iterations on UCF-Crime)
+    pairing: str = "in_order"  # main: both loaders shuffle=False, drop_last; train: zip(nloader, aloader) every epoch
+    eval_schedule: str = "epoch_end"  # main: test after every epoch (step % 1 == 0; 50 iterations on UCF-Crime)
+    eval_every: int = 1  # ... every epoch
     dims: tuple[int, int, int] = hp((64, 128, 1024), ge=1)  # model mgfn(dims=(64, 128, 1024))
     depths: tuple[int, int, int] = hp((3, 3, 2), ge=1)  # option --depths1/2/3
     block_types: tuple[str, str, str] = hp(("gb", "fb", "fb"), choices=("gb", "fb"))  # option --mgfn_type1/2/3
@@ -259,4 +267,7 @@ SPEC = register(MethodSpec(
     hparams=MGFNHParams,
     build=MGFNModel,
     load_official_state_dict=load_official_state_dict,
+    # 2 (issue 13): the top-k selection dropout masks drawn abnormal-first, as the official code;
+    # the official in-order pairing and a test after every epoch
+    version="2",
 ))

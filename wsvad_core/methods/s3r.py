@@ -214,4 +214,6 @@ SPEC = register(MethodSpec(
     needs_dictionary=True,
     build=S3RModel,
     load_official_state_dict=load_official_state_dict,
+    # 2: the top-k selection dropout masks drawn abnormal-first, as the official code (issue 13)
+    version="2",
 ))

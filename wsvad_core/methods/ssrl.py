@@ -28,8 +28,9 @@ same way; the run gets them as a ``StackedStore``).
   abnormal crop-averaged scores flattened over the batch.
 * Training (option, main, stageN): 8 GPUs under DistributedDataParallel with batch 4 + 4 each
   (``ddp_world_size`` x ``batch_size / ddp_world_size`` here: the loss is the mean of the
-  per-process losses, each on its own forward, so BatchNorm statistics, top-k and the
-  smoothness/sparsity sums are per process as there); Adam lr 0.001 weight decay 0.005;
+  per-process losses, each on its own forward, so BatchNorm batch statistics, top-k and the
+  smoothness/sparsity sums are per process as there; the BatchNorm running statistics are rank
+  0's, one update per step from the first sub-batch, as DDP's buffer broadcast keeps them); Adam lr 0.001 weight decay 0.005;
   150000 iterations per stage; features mean-pooled to 32 segments (utils ``process_feat``);
   seed 10; test every 5 steps after step 50, best-on-test checkpoint kept.
 * Stages: each stage starts from the previous stage's model, freezes every parameter it had
@@ -44,10 +45,16 @@ same way; the run gets them as a ``StackedStore``).
   obviously does.
 * Test (test): whole video, eval mode, scores averaged over the 10 crops.
 * ``multi_patch_size: []`` is stage 1 alone (no patch feature sets are read).
+* Released checkpoints (``best_auc.pkl`` of any stage) carry no stage counter; the stage is the
+  number of patch branches they hold plus one (a stage-k ``Model`` builds one branch per grid of
+  its ``--multi_patch_size``, model.py:205-217), so ``base.load_official`` loads a checkpoint of
+  any stage into the default model and leaves it in that stage (``after_official_load``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -114,8 +121,6 @@ def _patch_layers(dim: int, grid: tuple[int, int]) -> tuple[nn.Module, nn.Module
 
 
 class SSRLModel(StagedModel):
-    _not_in_official_checkpoint = ("step",)
-
     def __init__(self, hparams: SSRLHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams
@@ -215,20 +220,79 @@ class SSRLModel(StagedModel):
                              f"ddp_world_size {world} processes")
         per = B // world
         # DDP averages the processes' gradients = gradient of the mean of their losses
-        parts = [self._process_loss(normal[i * per:(i + 1) * per], abnormal[i * per:(i + 1) * per])
-                 for i in range(world)]
+        parts = []
+        for i in range(world):
+            # BatchNorm buffers: DistributedDataParallel (main.py:76, default
+            # broadcast_buffers=True) copies rank 0's buffers to every process before each forward
+            # and rank 0 saves the checkpoints (main.py:125-133), so the statistics that survive a
+            # step are rank 0's: one momentum update from its sub-batch. The other processes'
+            # forwards therefore normalise with their batch statistics but leave the running
+            # statistics (and num_batches_tracked) alone.
+            with contextlib.nullcontext() if i == 0 else _running_stats_untouched(self):
+                parts.append(self._process_loss(normal[i * per:(i + 1) * per],
+                                                abnormal[i * per:(i + 1) * per]))
         return {key: torch.stack([p[key] for p in parts]).mean() for key in parts[0]}
 
     def _score_video(self, x: Tensor) -> Tensor:
         return self.forward(x[None])[1][0]
+
+    # -- official checkpoints ----------------------------------------------------------------
+    def _official_branches(self, mapped: Mapping[str, Tensor]) -> int:
+        """How many patch branches an official checkpoint holds: a stage-k ``best_auc.pkl`` is
+        the ``Model`` of ``model_name='ssrl_stagek'``, which builds one ``Aggregate_patch`` /
+        ``patch_to_clip`` / ``linear_out`` per grid of its ``--multi_patch_size`` (model.py:205-217;
+        stage 1 builds none, model.py:202-203), i.e. k - 1 branches, the grids in order
+        (scripts/train_ssrl_stage2..4.sh: 23, then 23 35, then 23 35 47)."""
+        held = {int(m.group(2)) for k in mapped
+                if (m := _BRANCH_KEY.match(k)) is not None}
+        n = len(held)
+        if held != set(range(n)):
+            raise KeyError(f"ssrl: the official checkpoint holds patch branches {sorted(held)}; "
+                           f"a stage-k checkpoint holds branches 0..k-2 (one per grid, in order)")
+        return n
+
+    def official_missing_ok(self, mapped: Mapping[str, Tensor]) -> set[str]:
+        """The stage counter (not in official checkpoints) and the branches of the stages after
+        the checkpoint's: a stage-1 checkpoint loads into a model with patch grids."""
+        n = self._official_branches(mapped)
+        later = {k for k in self.state_dict()
+                 if (m := _BRANCH_KEY.match(k)) is not None and int(m.group(2)) >= n}
+        return {"step"} | later
+
+    def after_official_load(self, mapped: Mapping[str, Tensor]) -> None:
+        """The stage is the one the checkpoint was trained in (1 + its branches): the model sits
+        at the end of that stage and scores with exactly those branches, as the official
+        ``Model`` of that stage does."""
+        self.enter_stage(self._official_branches(mapped) + 1)
+
+
+@contextlib.contextmanager
+def _running_stats_untouched(model: nn.Module):
+    """Training-mode BatchNorms normalise with the batch statistics (their output is unchanged)
+    but neither update their running statistics nor count the batch: ``track_running_stats``
+    off for the duration (``_BatchNorm.forward`` then passes no running buffers to
+    ``F.batch_norm``). BatchNorms in eval mode (SSRL's frozen ones) are not affected."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.training and m.track_running_stats]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
+_BRANCH_KEY = re.compile(r"^(aggregate_patch|patch_to_clip|linear_out)\.(\d+)\.")
 
 
 def load_official_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """SSRL checkpoint (``Model.state_dict()`` of any stage, ``best_auc.pkl``) to ours:
     ``Aggregate_clip`` / ``Aggregate_patch`` lower-cased, the classifier's fc1/fc2/fc3 to
     ``classifier.0/3/6``; ``patch_to_clip`` and ``linear_out`` keep their names. The stage
-    counter is not in it: load with ``base.load_official`` (the model then sits in the stage
-    its ``step`` buffer says; set ``model.step`` to ``max_steps`` to score with every branch)."""
+    counter is not in it: load with ``base.load_official``, which sets the stage from the
+    branches the checkpoint holds (``SSRLModel.after_official_load``), so a checkpoint of any
+    stage loads into the default model (grids 23, 35, 47) and scores as that stage's model."""
     return rename_official(state, renames=(
         ("Aggregate_clip.", "aggregate_clip."), ("Aggregate_patch.", "aggregate_patch."),
         ("classfier.fc1.", "classifier.0."), ("classfier.fc2.", "classifier.3."),
@@ -245,4 +309,7 @@ SPEC = register(MethodSpec(
     build=SSRLModel,
     reads_patches=True,
     load_official_state_dict=load_official_state_dict,
+    # 2 (issue 13): the top-k selection dropout masks drawn abnormal-first, as the official code;
+    # BatchNorm running statistics updated once per step (rank 0's), as DDP keeps them
+    version="2",
 ))

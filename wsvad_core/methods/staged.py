@@ -52,6 +52,21 @@ class StagedModel(WSVADModel):
                 return i + 1
         return len(self.stage_ends)
 
+    def enter_stage(self, k: int) -> None:
+        """Put the model at the end of stage ``k`` (1-based), as a checkpoint trained through
+        stage k is: ``step`` = the last step of stage k (``max_steps`` for the last stage), so
+        that it scores and trains as stage k does."""
+        n = len(self.stage_ends)
+        if not 1 <= k <= n:
+            raise ValueError(f"stage {k} does not exist: this model has stages 1..{n}")
+        start = 0 if k == 1 else self.stage_ends[k - 2]
+        end = self.stage_ends[k - 1]
+        if k < n and end <= start:
+            raise ValueError(f"stage {k} has no steps (stage ends {self.stage_ends}): a model of "
+                             f"that stage cannot be represented; give it steps in stage_steps")
+        self.step.fill_(end if k == n else end - 1)
+        self._apply_stage()
+
     @abc.abstractmethod
     def _apply_stage(self) -> None:
         """Set what learns (requires_grad) in ``self.stage``."""

@@ -30,10 +30,19 @@ src/ucf_test.py, ``opt`` = src/ucf_option.py (UCF-Crime; XD-Violence differences
   crop (index 5 in the UCF-Crime list; ``test_crop``, None = average of all crops).
 * Optimisation (``opt``, ``train``): batch 64 normal + 64 abnormal rows, AdamW lr 2e-5 [1e-5]
   (torch default weight decay 0.01), 10 epochs (= 1250 steps on UCF-Crime's 8000 normal rows),
-  MultiStepLR(milestones [4, 8] [3, 6, 10] epochs, 0.1), test every 10 iterations keeping the
-  best-on-test model, reloaded at each epoch end, seed 234. The shared loop has no LR schedule
-  and no test-set reloads: ``lr_milestones`` records the schedule (in steps) for when it has.
-* The official CLIP runs in fp16 on a GPU (OpenAI ``clip.load``); here it is fp32.
+  seed 234. The shared loop runs the official schedule, which the hyper-parameters declare:
+  epochs of the two zipped loaders over (video, crop) rows (``pairing: zipped``,
+  ``sample_unit: crop``: each sample is one crop, as the per-crop lists; ``train_crops`` then has
+  nothing left to choose), MultiStepLR at epochs 4 and 8 [3, 6, 10], x0.1, stepped per epoch,
+  a test after in-epoch iterations 10, 20, ... (``i * 128 % 1280 == 0 and i != 0``; XD tests
+  once per epoch instead) keeping the best-on-test model, and the best model reloaded after
+  every epoch (the optimizer state is kept) and returned at the end. ``max_steps`` stays in
+  steps: 1250 = 10 epochs of UCF-Crime's lists.
+* Precision: the official CLIP runs in fp32, as here. ``CLIPVAD`` (model.py:111) calls the
+  repository's own ``clip.load("ViT-B/16", device)`` (jit=False), which rebuilds the model with
+  ``build_model`` (src/clip/clip.py:138-139) in the default fp32, and ``build_model``'s
+  ``convert_weights(model)`` (the fp16 cast of OpenAI's original) is commented out
+  (src/clip/model.py:437): the released fp16 values are loaded into fp32 parameters.
 """
 
 from __future__ import annotations
@@ -63,9 +72,14 @@ class VadCLIPHParams(TrainHParams):
     max_steps: int = 1250  # opt --max-epoch 10 x 125 iterations (8000 normal rows // 64)
     n_segments: int = 256  # opt --visual-length 256 (pad / mean-pool, tools.process_feat)
     seed: int = 234  # opt --seed 234
-    eval_every: int = 10  # train: test when i * 128 % 1280 == 0
-    lr_milestones: tuple[int, ...] = hp((500, 1000), ge=0)  # opt --scheduler-milestones [4, 8] epochs x 125 steps
-    lr_gamma: float = hp(0.1, gt=0)  # opt --scheduler-rate 0.1
+    # the loop's schedule (TrainHParams), as train does it:
+    pairing: str = "zipped"  # train:66-71 zip of the two loaders, shuffle=True drop_last (:136-139), restarted every epoch
+    sample_unit: str = "crop"  # the lists hold one row per crop (list/ucf_CLIP_rgb.csv): an epoch = 8000 normal rows // 64 = 125 steps
+    eval_schedule: str = "in_epoch"  # train:98-99 step = i * 128 (i: in-epoch iteration); test if step % 1280 == 0 and step != 0
+    eval_every: int = 10  # ... i.e. i % 10 == 0 at the official batch 64
+    lr_milestones: tuple[int, ...] = (4, 8)  # opt --scheduler-milestones [4, 8]: MultiStepLR (train:48) stepped per epoch (train:113)
+    lr_gamma: float = 0.1  # opt --scheduler-rate 0.1
+    reload_best_each_epoch: bool = True  # train:116-117 the best checkpoint's model state reloaded after every epoch; :119-120 final = best
     visual_heads: int = hp(1, ge=1)  # opt --visual-head 1
     visual_layers: int = hp(2, ge=1)  # opt --visual-layers 2 (XD 1)
     attn_window: int = hp(8, ge=1)  # opt --attn-window 8 (XD 64)
@@ -336,4 +350,7 @@ SPEC = register(MethodSpec(
     build=VadCLIPModel,
     load_official_state_dict=load_official_state_dict,
     **TEXT_PROMPT_SPEC,
+    # 2 (issue 13): the official schedule (per-crop rows in zipped epochs, MultiStepLR per epoch,
+    # in-epoch test points, best reloaded after every epoch)
+    version="2",
 ))

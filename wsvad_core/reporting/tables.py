@@ -108,8 +108,9 @@ def to_markdown(summary: pd.DataFrame) -> str:
         cells.append(_reported_cell(r, refs))
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["", "Frame-level metrics in %, mean ± std over seeds. selection: `last` = the last "
-             "training step; `best` = the step with the best test score, evaluated every "
-             "`eval_every` steps, as the official repositories select (an optimistic protocol). "
+             "training step; `best` = the step with the best test score, evaluated on the method's "
+             "official test schedule (`eval_every`, `eval_schedule`), as the official "
+             "repositories select (an optimistic protocol). "
              "Video F1 calls a video anomalous when its highest frame score ≥ the threshold of "
              "`evaluation.video_threshold`."]
     if (summary["weights"] == "random-init").any():

@@ -79,7 +79,9 @@ def load_training_set(store, manifest: pd.DataFrame, policy: str, n_segments: in
 
 class PairedSampler:
     """Yields (normal_idx, abnormal_idx) batches as two shuffled, drop-last loaders would
-    (each class reshuffled when exhausted), from one seeded generator."""
+    (each class reshuffled when exhausted), from one seeded generator: ``pairing:
+    independent``, the RTFM family's loop (RTFM main.py:57-63 re-creates each loader's iterator
+    when its own batches run out)."""
 
     def __init__(self, n_normal: int, n_abnormal: int, batch_size: int, seed: int):
         self.sizes = (n_normal, n_abnormal)
@@ -87,6 +89,11 @@ class PairedSampler:
         self.gen = torch.Generator().manual_seed(seed)
         self.perm = [torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)]
         self.pos = [0, 0]
+
+    @property
+    def epoch_steps(self) -> int:
+        """Steps of one pass over the smaller class (``min(len(nloader), len(aloader))``)."""
+        return min(self.sizes[0] // self.batch[0], self.sizes[1] // self.batch[1])
 
     def _take(self, k: int) -> torch.Tensor:
         b = self.batch[k]
@@ -107,3 +114,53 @@ class PairedSampler:
         self.gen.set_state(state["gen"])
         self.perm = list(state["perm"])
         self.pos = list(state["pos"])
+
+
+class EpochPairedSampler:
+    """Batches of ``zip(normal_loader, abnormal_loader)`` over drop-last loaders, both restarted
+    at every epoch: an epoch is ``min(n_normal // batch, n_abnormal // batch)`` steps and the
+    longer class's remaining batches are skipped. ``shuffle``: both loaders reshuffle every
+    epoch (``pairing: zipped``, VadCLIP ucf_train.py:66-71 with ``shuffle=True``, :137-139); else
+    normal batch j is paired with abnormal batch j in list order every epoch (``pairing:
+    in_order``, MGFN main.py:39-44 ``shuffle=False``, train.py:81-82)."""
+
+    def __init__(self, n_normal: int, n_abnormal: int, batch_size: int, seed: int,
+                 shuffle: bool = True):
+        self.sizes = (n_normal, n_abnormal)
+        self.batch = (min(batch_size, n_normal), min(batch_size, n_abnormal))
+        self.shuffle = shuffle
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm = [torch.arange(n) for n in self.sizes]
+        self.pos = 0
+
+    @property
+    def epoch_steps(self) -> int:
+        return min(self.sizes[0] // self.batch[0], self.sizes[1] // self.batch[1])
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pos == 0 and self.shuffle:  # a new epoch: iter() on both shuffled loaders
+            self.perm = [torch.randperm(n, generator=self.gen) for n in self.sizes]
+        j = self.pos
+        out = tuple(p[j * b:(j + 1) * b] for p, b in zip(self.perm, self.batch))
+        self.pos = (self.pos + 1) % self.epoch_steps
+        return out
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self.perm = list(state["perm"])
+        self.pos = int(state["pos"])
+
+
+def make_sampler(hparams, n_normal: int, n_abnormal: int):
+    """The sampler of ``hparams.pairing`` (default ``independent``) over ``n_normal`` and
+    ``n_abnormal`` samples (videos, or (video, crop) rows with ``sample_unit: crop``)."""
+    pairing = getattr(hparams, "pairing", "independent")
+    if pairing == "independent":
+        return PairedSampler(n_normal, n_abnormal, hparams.batch_size, hparams.seed)
+    if pairing in ("zipped", "in_order"):
+        return EpochPairedSampler(n_normal, n_abnormal, hparams.batch_size, hparams.seed,
+                                  shuffle=pairing == "zipped")
+    raise ValueError(f"pairing must be 'independent', 'zipped' or 'in_order', got {pairing!r}")

@@ -1,5 +1,12 @@
 """The one training loop every method shares: paired normal/abnormal batches, seeded, resumable.
 
+What differs between the official recipes is declared by each method's hyper-parameters
+(``TrainHParams``) and run here: the data order (``pairing``: RTFM's independently reshuffled
+loaders, VadCLIP's zipped epochs, MGFN's fixed in-order pairing; ``sample_unit``: videos, or
+(video, crop) rows as VadCLIP's per-crop lists), the test schedule (``eval_schedule``,
+:func:`eval_due`), a MultiStepLR stepped per epoch (``lr_milestones``, ``lr_gamma``) and the
+reload of the best-on-test weights after every epoch (``reload_best_each_epoch``).
+
 Crash safety: the loop saves a resume state (model, optimiser, sampler, RNG, log rows so far)
 every ``ckpt_every`` steps to ``resume.pt`` beside the outputs. Snakemake deletes a failed job's
 declared outputs, but ``resume.pt`` is not one of them, so re-running the same target resumes
@@ -22,7 +29,7 @@ from tqdm import tqdm
 from wsvad_core.device import method_batch_hint, record_peak_memory, vram_guard
 from wsvad_core.io import atomic_path
 from wsvad_core.runs import RunRecord, checkpoint_path, save_checkpoint
-from wsvad_core.training.data import PairedSampler, TrainingSet
+from wsvad_core.training.data import TrainingSet, make_sampler
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +70,24 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
     resume_path = out_dir / "resume.pt"
     seed_everything(hparams.seed)
     model.to(device)
-    sampler = PairedSampler(len(data.normal), len(data.abnormal), hparams.batch_size, hparams.seed)
+    # the data order, LR schedule, test schedule and best reloads the method declares
+    # (TrainHParams: pairing, sample_unit, lr_milestones, eval_schedule, reload_best_each_epoch)
+    per_crop = getattr(hparams, "sample_unit", "video") == "crop"
+    crops = data.normal.shape[1]
+    rows_per_video = crops if per_crop else 1
+    sampler = make_sampler(hparams, len(data.normal) * rows_per_video,
+                           len(data.abnormal) * rows_per_video)
+    epoch_steps = max(1, sampler.epoch_steps)
+    milestones = [int(m) for m in (getattr(hparams, "lr_milestones", ()) or ())]
+    scheduler = (torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones,
+                                                      getattr(hparams, "lr_gamma", 0.1))
+                 if milestones else None)  # stepped once per epoch, as VadCLIP ucf_train.py:113
+    reload_best = bool(getattr(hparams, "reload_best_each_epoch", False))
+    if reload_best and eval_fn is None:
+        log.info("reload_best_each_epoch: no test set to choose a best checkpoint on; not reloading")
+        reload_best = False
+    best_state: dict | None = None  # the best-on-test weights (CPU), for reload_best_each_epoch
+    schedule = getattr(hparams, "eval_schedule", "steps")
     rows: list[dict] = []
     best = {"step": -1, "score": -float("inf")}
     start = 0
@@ -76,6 +100,9 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        best_state = state.get("best_state")
         _set_rng_state(state["rng"])
         rows, best, start = state["rows"], state["best"], state["step"]
         log.info("resuming %s from step %d", out_dir, start)
@@ -86,7 +113,9 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
         with atomic_path(resume_path) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "sampler": sampler.state_dict(), "rng": _rng_state(), "rows": rows,
-                        "best": best, "step": step, "hparams": asdict(hparams)}, tmp)
+                        "best": best, "step": step, "hparams": asdict(hparams),
+                        "scheduler": None if scheduler is None else scheduler.state_dict(),
+                        "best_state": best_state}, tmp)
 
     # official repos score the test set for "best" only after some step (RTFM: step > 200);
     # when training stops before it, the last step is scored so that a best checkpoint exists
@@ -103,10 +132,11 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
         for step in bar:
             model.train()
             n_idx, a_idx = sampler.next()
-            normal = data.normal[n_idx].to(device, torch.float32, non_blocking=True)
-            abnormal = data.abnormal[a_idx].to(device, torch.float32, non_blocking=True)
+            normal = _rows(data.normal, n_idx, per_crop).to(device, torch.float32, non_blocking=True)
+            abnormal = _rows(data.abnormal, a_idx, per_crop).to(device, torch.float32, non_blocking=True)
+            a_vid = a_idx // crops if per_crop else a_idx
             cls_kw = ({} if getattr(data, "abnormal_classes", None) is None  # class-aware methods
-                      else {"abnormal_classes": data.abnormal_classes[a_idx].to(device)})
+                      else {"abnormal_classes": data.abnormal_classes[a_vid].to(device)})
             terms = model.loss(normal, abnormal, **cls_kw)
             done = step + 1
             if not torch.isfinite(terms["loss"]):  # before the step: keep the weights usable
@@ -123,12 +153,24 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
             rows.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if (eval_fn is not None and eval_every and done > eval_min_step
-                    and (done % eval_every == 0 or done == hparams.max_steps)):
+                    and (eval_due(schedule, done, eval_every, epoch_steps)
+                         or (done == hparams.max_steps and best["step"] < 0))):
                 score = eval_fn(model)
                 row["test_score"] = score
                 if score > best["score"]:
                     best = {"step": done, "score": score}
                     save_checkpoint(checkpoint_path(out_dir, "best"), model, replace(record, step=done))
+                    if reload_best:
+                        best_state = {k: v.detach().to("cpu", copy=True)
+                                      for k, v in model.state_dict().items()}
+            if done % epoch_steps == 0 and scheduler is not None:
+                scheduler.step()
+            if reload_best and best_state is not None and (done % epoch_steps == 0
+                                                          or done == hparams.max_steps):
+                # VadCLIP ucf_train.py:116-117: after every epoch the best checkpoint's model
+                # state is loaded back (the optimizer and scheduler go on); :119-120: the final
+                # model is the best one
+                model.load_state_dict(best_state)
             if done % ckpt_every == 0 and done < hparams.max_steps:
                 save_resume(done)
     save_checkpoint(checkpoint_path(out_dir, "last"), model,
@@ -137,6 +179,32 @@ def train(model, hparams, data: TrainingSet, out_dir: str | Path, *, device: tor
     _write_log(out_dir / "train_log.csv", rows)
     resume_path.unlink(missing_ok=True)
     return rows
+
+
+def eval_due(schedule: str, done: int, every: int, epoch_steps: int) -> bool:
+    """Whether the test set is scored after step ``done`` (1-based) under ``eval_schedule``
+    (``TrainHParams``): "steps": ``done % every == 0`` (RTFM main.py:65 ``step % 5 == 0``);
+    "in_epoch": after the 0-based in-epoch iteration ``i`` with ``i % every == 0 and i != 0``
+    (VadCLIP ucf_train.py:98-99: ``step = i * 128``, ``step % 1280 == 0 and step != 0``);
+    "epoch_end": after the last step of every ``every``-th epoch (MGFN main.py:87)."""
+    if schedule == "steps":
+        return done % every == 0
+    if schedule == "in_epoch":
+        i = (done - 1) % epoch_steps
+        return i % every == 0 and i != 0
+    if schedule == "epoch_end":
+        return done % epoch_steps == 0 and (done // epoch_steps) % every == 0
+    raise ValueError(f"eval_schedule must be 'steps', 'in_epoch' or 'epoch_end', got {schedule!r}")
+
+
+def _rows(feats: torch.Tensor, idx: torch.Tensor, per_crop: bool) -> torch.Tensor:
+    """The batch of samples ``idx``: videos (B, C, S, D), or with ``per_crop`` (video, crop) rows
+    numbered video-major as the official per-crop lists (row r = crop r % C of video r // C),
+    as (B, 1, S, D)."""
+    if not per_crop:
+        return feats[idx]
+    crops = feats.shape[1]
+    return feats[idx // crops, idx % crops][:, None]
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

@@ -23,7 +23,8 @@ def run_training(*, method: str, manifest: str | Path, store: str | Path, run_di
                  eval_gt: str | Path | None = None, protocol: dict | None = None) -> list[dict]:
     """``patch_stores``: the patch feature stores available to the run (the method picks those
     of its grids; ignored by snippet-only methods). ``eval_gt``: a ground-truth file; with it
-    the test set is scored every ``hparams.eval_every`` steps under ``protocol`` (test crops,
+    the test set is scored on the method's schedule (``hparams.eval_every`` /
+    ``eval_schedule``, training/loop.py ``eval_due``) under ``protocol`` (test crops,
     primary metric, clip_len) and the best step is kept as ``checkpoint_best.pt`` (the official
     repositories' "best on test" selection)."""
     spec = get_method(method)
