@@ -1,5 +1,6 @@
 # wsvad: weakly-supervised video anomaly detection, from raw videos to result tables.
 # `snakemake --profile profiles/local` builds the tables of config["run_datasets"].
+import os
 import time
 
 from snakemake.utils import min_version
@@ -11,11 +12,13 @@ _START = time.time()
 
 # Shared recipes and settings, the public benchmarks and the demo; config.yaml (yours) last:
 # each file's keys merge into the earlier ones (a dataset added there keeps the shipped ones).
-configfile: "config/feature_sets.yaml"
-configfile: "config/settings.yaml"
-configfile: "config/benchmarks.yaml"
-configfile: "config/demo.yaml"
-configfile: "config.yaml"
+# Paths are the repository's own (Snakemake reads configfile: against the working directory,
+# which --directory moves).
+configfile: os.path.join(workflow.basedir, "config/feature_sets.yaml")
+configfile: os.path.join(workflow.basedir, "config/settings.yaml")
+configfile: os.path.join(workflow.basedir, "config/benchmarks.yaml")
+configfile: os.path.join(workflow.basedir, "config/demo.yaml")
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "report/workflow.rst"

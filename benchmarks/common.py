@@ -18,6 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # wsvad_core importable without an install
     sys.path.insert(0, str(ROOT))
+BENCHMARK_FILES = ROOT / "data" / "benchmarks"
+# UCF-Crime's training frame counts (`Class/name.mp4 n_frames`, ekosman's Train_Annotation.txt) are
+# not among the shipped files: scripts that want them take --ucf-list, else draw lengths to
+# UCF-Crime's mean
+UCF_TRAIN_ANNOTATION = BENCHMARK_FILES / "ucf_crime" / "Train_Annotation.txt"
 
 
 def cpu_model() -> str:

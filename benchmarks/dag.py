@@ -2,13 +2,15 @@
 grows with the number of videos, and the fixed cost of one job.
 
 1. Dry run (``snakemake -n``) of a dataset in the UCF-Crime layout with UCF-Crime's 1,900 videos
-   (the official lists when /work/shared has them; empty placeholder video files; the manifest
-   checkpoint already built), 16 shards, i3d_r50 + clip_vitb16, MIL + RTFM + S3R x 3 seeds:
-   wall time and job count, against the same configuration with one extraction job per video
-   (n_shards = number of videos: the O(videos) DAG a per-video rule would give).
+   (the lists shipped in data/benchmarks/ucf_crime; empty placeholder video files; the manifest
+   checkpoint already built), features extracted from the videos, 16 shards, rtfm_i3d_r50 +
+   vadclip_vitb16, MIL + RTFM + S3R x 3 seeds: wall time and job count, against the same
+   configuration with one extraction job per video (n_shards = number of videos: the O(videos)
+   DAG a per-video rule would give). The dataset is added with a ``--configfile`` on top of the
+   shipped config.
 2. Scaling: the same with a tenth of the videos; the job count must not change.
 3. Per-job overhead: a Snakefile of N trivial jobs run one at a time, (a) through ``script:``
-   with the glue every wsvad rule runs (``wsvad_core.workflow.start`` and torch imported),
+   with the glue every wsvad rule runs (``wsvad_core.workflow.setup_job`` and torch imported),
    (b) ``shell: "touch"``; (T(N) - T(1)) / (N - 1) per job.
 
     .venv/bin/python benchmarks/dag.py
@@ -16,7 +18,6 @@ grows with the number of videos, and the fixed cost of one job.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -27,21 +28,15 @@ from pathlib import Path
 import common
 import yaml
 
-SHARED = Path("/work/shared/benchmarks/ucf_crime")
+UCF = common.ROOT / "data" / "benchmarks" / "ucf_crime"
 SNAKEMAKE = str(common.ROOT / ".venv" / "bin" / "snakemake")
 
 
 def ucf_videos(fraction: float) -> tuple[list[tuple[str, str]], list[str], list[str]]:
     """(relative path, class) of the videos, the train list lines, the annotation lines."""
-    if (SHARED / "Anomaly_Train.txt").is_file() and (SHARED / "Temporal_Anomaly_Annotation.txt").is_file():
-        train = [line.strip() for line in (SHARED / "Anomaly_Train.txt").read_text().splitlines() if line.strip()]
-        ann = [line.split() for line in (SHARED / "Temporal_Anomaly_Annotation.txt").read_text().splitlines()
-               if line.strip()]
-    else:  # UCF-Crime's counts, made-up names
-        train = [f"Abuse/Abuse{i:03d}_x264.mp4" for i in range(810)] + \
-                [f"Training_Normal_Videos_Anomaly/Normal_Videos{i:03d}_x264.mp4" for i in range(800)]
-        ann = [[f"Abuse{900 + i:03d}_x264.mp4", "Abuse", "10", "50", "-1", "-1"] for i in range(140)] + \
-              [[f"Normal_Videos_{i:03d}_x264.mp4", "Normal", "-1", "-1", "-1", "-1"] for i in range(150)]
+    train = [line.strip() for line in (UCF / "Anomaly_Train.txt").read_text().splitlines() if line.strip()]
+    ann = [line.split() for line in (UCF / "Temporal_Anomaly_Annotation.txt").read_text().splitlines()
+           if line.strip()]
     step = max(1, round(1 / fraction))
     train, ann = train[::step], ann[::step]
     videos = [(p, p.split("/")[0]) for p in train]
@@ -65,15 +60,13 @@ def make_workdir(path: Path, fraction: float, n_shards: int | None) -> tuple[Pat
     rows = [{"video_id": Path(rel).stem, "path": str(data / rel), "split": "train" if rel in train_set else "test",
              "label": int(cls != "Normal" and not rel.startswith("Training_Normal")), "class": cls,
              "n_frames": 4000, "fps": 30.0} for rel, cls in videos]
-    cfg = yaml.safe_load((common.ROOT / "config.yaml").read_text())
-    cfg["datasets"] = {k: v for k, v in cfg["datasets"].items() if k == "demo"}
-    cfg["datasets"]["ucf_bench"] = {
+    # on top of the shipped config: one more dataset, the only one the default target builds
+    cfg = {"run_datasets": ["ucf_bench"], "datasets": {"ucf_bench": {
         "layout": "ucf_crime", "root": str(data), "train_list": "Anomaly_Train.txt",
         "test_annotation": "Temporal_Anomaly_Annotation.txt", "n_shards": n_shards or len(videos),
-        "feature_sets": ["i3d_r50", "clip_vitb16"], "methods": ["mil", "rtfm", "s3r"], "seeds": [0, 1, 2]}
-    cfg["run_datasets"] = ["ucf_bench"]
-    cfg["results"] = str(path / "results")
-    (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        "feature_sets": ["rtfm_i3d_r50", "vadclip_vitb16"], "methods": ["mil", "rtfm", "s3r"],
+        "seeds": [0, 1, 2]}}}
+    (path / "overlay.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     manifest = path / "results" / "ucf_bench" / "manifest.csv"
     manifest.parent.mkdir(parents=True)
     time.sleep(0.01)  # the manifest is newer than the lists: the checkpoint counts as done
@@ -82,8 +75,10 @@ def make_workdir(path: Path, fraction: float, n_shards: int | None) -> tuple[Pat
 
 
 def dry_run(workdir: Path) -> tuple[float, int, str]:
-    # the README's command (profiles/default, picked up from the repository root) with -n
-    cmd = [SNAKEMAKE, "--snakefile", str(common.ROOT / "Snakefile"), "--directory", str(workdir), "-n"]
+    # the README's command (profiles/local) with -n
+    cmd = [SNAKEMAKE, "--snakefile", str(common.ROOT / "Snakefile"), "--directory", str(workdir),
+           "--profile", str(common.ROOT / "profiles" / "local"), "--configfile", str(workdir / "overlay.yaml"),
+           "-n"]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=common.ROOT)
     seconds = time.perf_counter() - t0
@@ -108,8 +103,8 @@ rule shell_job:
 """
 JOB_SCRIPT = """import sys
 sys.path.insert(0, {root!r})
-from wsvad_core.workflow import start  # what every workflow_scripts/*.py does first
-start(snakemake)
+from wsvad_core.workflow import setup_job  # what every workflow_scripts/*.py does first
+setup_job(snakemake)
 import torch  # noqa: F401,E402  every stage's library imports it
 open(snakemake.output[0], "w").write("done")
 """

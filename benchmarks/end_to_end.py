@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time

@@ -26,7 +26,7 @@ import common
 import numpy as np
 import torch
 
-UCF_TEST_LIST = Path("/work/shared/benchmarks/ucf_crime/UCF_Annotation.txt")
+UCF_TEST_LIST = common.ROOT / "data" / "benchmarks" / "ucf_crime" / "UCF_Annotation.txt"
 UCF_TEST_FRAMES = 1_114_144
 
 

@@ -6,7 +6,7 @@ the method's segments and keeps them as float16. Target: peak RSS growth while l
 features takes ~13 GB; official loops re-read .npy per item instead).
 
 The store is synthetic but has UCF-Crime's shape: the 1,610 training videos with T = ceil(n/16)
-from their frame counts (ekosman ``Train_Annotation.txt`` when ../shared has it, else lengths
+from their frame counts (ekosman's ``Train_Annotation.txt``, ``--ucf-list``; without it lengths
 drawn to the same mean), 10 crops, 2048-d; each read returns a fresh float16 array, as a Zarr
 read does. Peak RSS is read from /proc (VmHWM, reset just before the load), in a child process.
 
@@ -24,17 +24,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAIN_ANNOTATION = ROOT.parent / "shared" / "benchmarks" / "ucf_crime" / "Train_Annotation.txt"
+# not shipped (benchmarks/common.py UCF_TRAIN_ANNOTATION); --ucf-list names a copy
+TRAIN_ANNOTATION = ROOT / "data" / "benchmarks" / "ucf_crime" / "Train_Annotation.txt"
 TARGET = 1.2
 
 
-def train_lengths(n_videos: int, seed: int = 0) -> list[tuple[str, int, int]]:
+def train_lengths(n_videos: int, seed: int = 0, annotation: Path = TRAIN_ANNOTATION) -> list[tuple[str, int, int]]:
     """(video_id, label, T) of UCF-Crime's training videos (or synthetic ones of its size)."""
     import numpy as np
 
     rows = []
-    if TRAIN_ANNOTATION.is_file():
-        for line in TRAIN_ANNOTATION.read_text().splitlines():
+    if annotation.is_file():
+        for line in annotation.read_text().splitlines():
             parts = line.split()
             if len(parts) >= 2:
                 vid = Path(parts[0]).stem
@@ -43,7 +44,11 @@ def train_lengths(n_videos: int, seed: int = 0) -> list[tuple[str, int, int]]:
         rng = np.random.default_rng(seed)
         t = rng.lognormal(mean=5.7, sigma=0.9, size=1610).astype(int) + 2
         rows = [(f"v{i:04d}", int(i < 810), int(x)) for i, x in enumerate(t)]
-    return rows[:n_videos] if n_videos < len(rows) else rows
+    if n_videos >= len(rows):
+        return rows
+    # a subset keeps both classes (training needs normal and abnormal videos)
+    return ([r for r in rows if r[1] == 0][:n_videos // 2]
+            + [r for r in rows if r[1] == 1][:n_videos - n_videos // 2])
 
 
 class _LazyArray:
@@ -91,7 +96,7 @@ def child(args) -> dict:
     sys.path.insert(0, str(ROOT))
     from wsvad_core.training.data import load_training_set
 
-    rows = train_lengths(args.videos)
+    rows = train_lengths(args.videos, annotation=args.ucf_list)
     manifest = pd.DataFrame({"video_id": [r[0] for r in rows], "split": "train",
                              "label": [r[1] for r in rows]})
     store = SyntheticStore({r[0]: r[2] for r in rows}, args.crops, args.dim)
@@ -115,6 +120,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=2048)
     ap.add_argument("--policy", default="meanpool")
     ap.add_argument("--segments", type=int, default=32)
+    ap.add_argument("--ucf-list", type=Path, default=TRAIN_ANNOTATION,
+                    help="UCF-Crime training frame counts (default: lengths drawn to its mean)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -123,7 +130,8 @@ def main() -> None:
     cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    print(f"load average {os.getloadavg()[0]:.1f}; {r['videos']} training videos, mean T "
+    source = args.ucf_list if args.ucf_list.is_file() else "synthetic lengths (no --ucf-list file)"
+    print(f"load average {os.getloadavg()[0]:.1f}; {r['videos']} training videos ({source}), mean T "
           f"{r['mean_T']:.0f}, max T {r['max_T']}, {args.crops} crops x {args.dim}-d, policy "
           f"{args.policy} to {args.segments} segments")
     print(f"  float16 segments held      {r['segments_f16_mb']:9.1f} MB")

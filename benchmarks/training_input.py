@@ -34,7 +34,6 @@ import common
 import numpy as np
 import torch
 
-UCF_TRAIN_LIST = Path("/work/shared/benchmarks/ucf_crime/Train_Annotation.txt")
 UCF_TRAIN_VIDEOS = 1610
 UCF_MEAN_SNIPPETS = 492  # mean ceil(n_frames / 16) over the 1610 training videos
 
@@ -43,9 +42,12 @@ def snippet_lengths(n: int, seed: int, ucf_list: Path | None) -> np.ndarray:
     """n video lengths in snippets, drawn from UCF-Crime's training videos when the list is
     available, else all equal to its mean."""
     if ucf_list is not None and ucf_list.is_file():
+        print(f"snippet lengths drawn from {ucf_list}", flush=True)
         frames = np.array([int(line.split()[1]) for line in ucf_list.read_text().splitlines() if line.strip()])
         t = -(-frames // 16)
         return np.random.default_rng(seed).choice(t, size=n, replace=False)
+    print(f"{ucf_list} not found: every video has UCF-Crime's mean length, {UCF_MEAN_SNIPPETS} snippets",
+          flush=True)
     return np.full(n, UCF_MEAN_SNIPPETS)
 
 
@@ -139,7 +141,7 @@ def run_side(args) -> dict:
                                                batch_size=args.batch, shuffle=True, num_workers=0,
                                                pin_memory=False, drop_last=True)
                    for k in ("normal", "abnormal")]
-        iters = [iter(l) for l in loaders]
+        iters = [iter(loader) for loader in loaders]
         files = lists["normal"] + lists["abnormal"]
 
         def next_batch():
@@ -230,7 +232,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="alternating naive/wsvad rounds (median over all)")
     p.add_argument("--input-repeats", type=int, default=5, help="timed batch draws without the model")
     p.add_argument("--cold", action="store_true", help="evict the baseline's .npy files before each step")
-    p.add_argument("--ucf-list", type=Path, default=UCF_TRAIN_LIST)
+    p.add_argument("--ucf-list", type=Path, default=common.UCF_TRAIN_ANNOTATION,
+                   help="UCF-Crime training frame counts (default: all videos of the mean length)")
     p.add_argument("--keep", type=Path, default=None, help="build the fixture here and keep it")
     p.add_argument("--side", choices=["naive", "wsvad"], help=argparse.SUPPRESS)
     p.add_argument("--fixture", help=argparse.SUPPRESS)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from wsvad_core.cards import method_card
 from wsvad_core.config import (
+    anchor_annotation_dirs,
     check_batch_sizes,
     check_config,
     check_config_files,
@@ -21,6 +22,7 @@ from wsvad_core.shards import shard_of
 
 check_config_files(workflow.configfiles)
 validate_config(config, str(Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
+anchor_annotation_dirs(config, workflow.basedir)
 check_config(config)
 
 DATASETS = config["datasets"]
@@ -37,7 +39,7 @@ CPU_JOB_THREADS = 2 if GPU_PER_JOB else 1
 # ---- where everything is: one pattern per output (rules and input functions use these)
 MANIFEST = "results/{dataset}/manifest.csv"
 STORE = "results/{dataset}/features/{feature_set}.zarr"
-STORE_MARKER = STORE + "/zarr.json"  # the store's root metadata, written last: the store is complete
+STORE_MARKER = f"{STORE}/zarr.json"  # the store's root metadata, written last: the store is complete
 EXTRACT_SHARD = "results/{dataset}/features/{feature_set}.shards/{shard}.json"
 IMPORT_SHARD = "results/{dataset}/features/{feature_set}.import/{shard}.json"
 WEIGHTS_CHECK = "results/{dataset}/features/{feature_set}.weights.json"
@@ -61,7 +63,7 @@ wildcard_constraints:
 def run_paths(dataset, name):
     """``name`` (e.g. "metrics.json") in the folder of every run of a dataset."""
     return [
-        RUN.format(dataset=dataset, method=m, feature_set=fs, seed=s) + "/" + name for m, fs, s in runs(config, dataset)
+        f"{RUN.format(dataset=dataset, method=m, feature_set=fs, seed=s)}/{name}" for m, fs, s in runs(config, dataset)
     ]
 
 
@@ -74,7 +76,7 @@ def plot_targets():
     for d in RUN_DATASETS:
         for m, fs, s in runs(config, d):
             plots = PLOTS.format(dataset=d, method=m, feature_set=fs, seed=s)
-            out += [plots + "/curves.png", plots + "/timelines"]
+            out += [f"{plots}/curves.png", f"{plots}/timelines"]
     return out
 
 
@@ -262,13 +264,13 @@ def patch_store_inputs(wildcards):
         raise ValueError(
             f"datasets.{wildcards.dataset}.feature_sets: method {wildcards.method} reads "
             f"patch features of kind {kind!r} beside {wildcards.feature_set}, but "
-            "the dataset lists none (add e.g. i3d_r50_p2x3 from config/feature_sets.yaml)"
+            "the dataset lists none (add e.g. rtfm_i3d_r50_p2x3 from config/feature_sets.yaml)"
         )
     return [STORE_MARKER.format(dataset=wildcards.dataset, feature_set=fs) for fs in sets]
 
 
 def patch_store_dirs(wildcards):
-    return [p.removesuffix("/zarr.json") for p in patch_store_inputs(wildcards)]
+    return [str(Path(p).parent) for p in patch_store_inputs(wildcards)]
 
 
 RUN_LABELS = {"method": "{method}", "features": "{feature_set}", "seed": "{seed}"}

@@ -18,9 +18,9 @@ for _ds, _cfg in DATASETS.items():
                 for p in demo_video_relpaths(**{k: v for k, v in _cfg["generate"].items() if k.startswith("n_t")})
             ],
         log:
-            LOGS.format(dataset=_ds) + "/demo_dataset.log",
+            f"{LOGS.format(dataset=_ds)}/demo_dataset.log",
         benchmark:
-            BENCHMARKS.format(dataset=_ds) + "/demo_dataset.tsv"
+            f"{BENCHMARKS.format(dataset=_ds)}/demo_dataset.tsv"
         conda:
             "../envs/wsvad.yaml"
         params:

@@ -6,9 +6,9 @@ rule dictionary:
         atoms=DICTIONARY,
         info=DICTIONARY.removesuffix(".npy") + ".json",
     log:
-        LOGS + "/dictionary/{feature_set}.log",
+        f"{LOGS}/dictionary/{{feature_set}}.log",
     benchmark:
-        BENCHMARKS + "/dictionary/{feature_set}.tsv"
+        f"{BENCHMARKS}/dictionary/{{feature_set}}.tsv"
     conda:
         "../envs/wsvad.yaml"
     params:

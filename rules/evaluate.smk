@@ -4,20 +4,20 @@ rule evaluate:
     input:
         unpack(train_inputs),
         patches=patch_store_inputs,  # the patch stores the run trained on (rules/common.smk)
-        checkpoint=RUN + "/checkpoint.pt",
+        checkpoint=f"{RUN}/checkpoint.pt",
         gt=GROUND_TRUTH,
     output:
-        scores=RUN + "/scores.npz",
-        metrics=RUN + "/metrics.json",
+        scores=f"{RUN}/scores.npz",
+        metrics=f"{RUN}/metrics.json",
         curves=report(
-            PLOTS + "/curves.png",
+            f"{PLOTS}/curves.png",
             caption="../report/curves.rst",
             category="Curves",
             subcategory="{dataset}",
             labels=RUN_LABELS,
         ),
         timelines=report(
-            directory(PLOTS + "/timelines"),
+            directory(f"{PLOTS}/timelines"),
             patterns=["{video}.png"],
             caption="../report/timeline.rst",
             category="Timelines",
@@ -25,7 +25,7 @@ rule evaluate:
             labels={"video": "{video}", **RUN_LABELS},
         ),
     log:
-        LOGS + "/evaluate/{method}/{feature_set}/seed{seed}.log",
+        f"{LOGS}/evaluate/{{method}}/{{feature_set}}/seed{{seed}}.log",
     conda:
         "../envs/wsvad.yaml"
     threads: CPU_JOB_THREADS

@@ -8,9 +8,9 @@ rule extract_shard:
     output:
         EXTRACT_SHARD,
     log:
-        LOGS + "/extract/{feature_set}/{shard}.log",
+        f"{LOGS}/extract/{{feature_set}}/{{shard}}.log",
     benchmark:
-        BENCHMARKS + "/extract/{feature_set}/{shard}.tsv"
+        f"{BENCHMARKS}/extract/{{feature_set}}/{{shard}}.tsv"
     conda:
         "../envs/wsvad.yaml"
     threads: 2  # a backbone forward uses both cores well (fewer, larger jobs than training)
@@ -32,9 +32,9 @@ rule import_shard:
     output:
         IMPORT_SHARD,
     log:
-        LOGS + "/import/{feature_set}/{shard}.log",
+        f"{LOGS}/import/{{feature_set}}/{{shard}}.log",
     benchmark:
-        BENCHMARKS + "/import/{feature_set}/{shard}.tsv"
+        f"{BENCHMARKS}/import/{{feature_set}}/{{shard}}.tsv"
     conda:
         "../envs/wsvad.yaml"
     threads: 1
@@ -53,7 +53,7 @@ rule finalize_store:
     output:
         STORE_MARKER,
     log:
-        LOGS + "/finalize_store/{feature_set}.log",
+        f"{LOGS}/finalize_store/{{feature_set}}.log",
     conda:
         "../envs/wsvad.yaml"
     script:
@@ -68,7 +68,7 @@ rule check_weights:
     output:
         WEIGHTS_CHECK,
     log:
-        LOGS + "/check_weights/{feature_set}.log",
+        f"{LOGS}/check_weights/{{feature_set}}.log",
     conda:
         "../envs/wsvad.yaml"
     params:

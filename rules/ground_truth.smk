@@ -7,7 +7,7 @@ rule ground_truth:
     output:
         GROUND_TRUTH,
     log:
-        LOGS + "/ground_truth/{feature_set}.log",
+        f"{LOGS}/ground_truth/{{feature_set}}.log",
     conda:
         "../envs/wsvad.yaml"
     params:

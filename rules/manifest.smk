@@ -4,7 +4,7 @@ checkpoint manifest:
     output:
         MANIFEST,
     log:
-        LOGS + "/manifest.log",
+        f"{LOGS}/manifest.log",
     conda:
         "../envs/wsvad.yaml"
     params:

@@ -5,7 +5,7 @@
 
 rule plot_table:
     input:
-        TABLE + ".csv",
+        f"{TABLE}.csv",
     output:
         bars=report(
             "results/plots/{dataset}/table.png",
@@ -29,7 +29,7 @@ rule plot_table:
             labels={"what": "run settings"},
         ),
     log:
-        LOGS + "/plot_table.log",
+        f"{LOGS}/plot_table.log",
     conda:
         "../envs/wsvad.yaml"
     params:

@@ -3,16 +3,16 @@ rule table:
         lambda w: run_paths(w.dataset, "metrics.json"),
     output:
         csv=report(
-            TABLE + ".csv",
+            f"{TABLE}.csv",
             caption="../report/table.rst",
             category="Tables",
             subcategory="{dataset}",
             labels={"what": "table (csv)"},
         ),
-        md=TABLE + ".md",
-        tex=TABLE + ".tex",
+        md=f"{TABLE}.md",
+        tex=f"{TABLE}.tex",
     log:
-        LOGS + "/table.log",
+        f"{LOGS}/table.log",
     conda:
         "../envs/wsvad.yaml"
     params:

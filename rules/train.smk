@@ -3,12 +3,12 @@ rule train:
         unpack(train_inputs),
         patches=patch_store_inputs,
     output:
-        checkpoint=RUN + "/checkpoint.pt",
-        log_csv=RUN + "/train_log.csv",
+        checkpoint=f"{RUN}/checkpoint.pt",
+        log_csv=f"{RUN}/train_log.csv",
     log:
-        LOGS + "/train/{method}/{feature_set}/seed{seed}.log",
+        f"{LOGS}/train/{{method}}/{{feature_set}}/seed{{seed}}.log",
     benchmark:
-        BENCHMARKS + "/train/{method}/{feature_set}/seed{seed}.tsv"
+        f"{BENCHMARKS}/train/{{method}}/{{feature_set}}/seed{{seed}}.tsv"
     conda:
         "../envs/wsvad.yaml"
     threads: CPU_JOB_THREADS

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's SLURM + munge so tests/test_slurm.py can run a real single-node cluster.
+# Install Debian's SLURM + munge so tests/integration/test_slurm.py can run a real single-node cluster.
 # Idempotent: does nothing when the binaries are already there. Needs root (or sudo) and apt.
 # The daemons are NOT started here; tests/slurm_cluster.py writes the config and starts them.
 set -euo pipefail

@@ -173,12 +173,12 @@ def check_value(spec: HParam, value: Any, where: str) -> Any:
 
     if value is None and spec.nullable:
         return None
+    if spec.type == "tuple" and isinstance(value, (list, tuple)) and spec.length not in (None, len(value)):
+        raise fail(f" (length {len(value)})")
     try:
         if spec.type == "tuple":
             if not isinstance(value, (list, tuple)):
                 raise TypeError
-            if spec.length is not None and len(value) != spec.length:
-                raise fail(f" (length {len(value)})")
             out = tuple(_scalar(spec.items or "any", v) for v in value)
             scalars = out
         else:

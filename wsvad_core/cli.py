@@ -7,6 +7,9 @@
 ``wsvad info STORE``
     summarise a feature store: recipe, weights provenance, videos per split and label, snippet
     counts, size; ``--check`` also reads every array and counts NaN/inf values.
+``wsvad watch SOURCE --run RUN_DIR``
+    score a live stream, a capture device or a recording still being written, snippet by
+    snippet, as JSON lines (``wsvad_core/live/``).
 
 Progress bars go to stderr on every long step; ``--quiet`` silences them and the log.
 Expected failures (a corrupt video, a folder that is not a run, a store that is not finalised)
@@ -46,7 +49,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "checkpoint.pt"):
         raise RunError(f"{path}: the checkpoint does not record the feature recipe it was trained on")
     if record.patch_stores:
         raise RunError(f"{path}: method {record.method!r} also reads patch features; "
-                       "`wsvad score` handles snippet-feature methods only")
+                       "`wsvad score` and `wsvad watch` handle snippet-feature methods only")
     return record, state_dict
 
 
@@ -70,6 +73,35 @@ def _check_weights(recipe: dict, provenance: dict) -> None:
     if want and file_sha256(weights) != want:
         raise WeightsMismatchError(weights, f"sha256 differs from the one the run's features were made "
                                             f"with ({want}); scores would not be comparable")
+
+
+def scoring_recipe(record, ckpt: str, weights: str | None = None) -> dict:
+    """The recipe new video is extracted with to be scored by a run (``wsvad score`` and
+    ``wsvad watch``): the run's own, with ``weights`` when given. A run trained on imported
+    published features needs that family's extractor weights; otherwise the recipe's weights
+    file must be the one the run's features were made with."""
+    from wsvad_core.runs import RunError
+
+    recipe, provenance = dict(record.recipe), record.provenance
+    imported = str(provenance.get("weights", "")).startswith("published:")
+    if weights is not None:
+        recipe["weights"] = str(weights)
+    elif imported and recipe.get("weights") is None:
+        raise RunError(f"{ckpt}: the run was trained on published {record.store_attrs.get('family')} features "
+                       f"({provenance.get('source')}); scoring a video needs that family's extractor weights "
+                       f"({_weights_file_hint(recipe)}): set feature_sets.{recipe.get('name')}.weights in the "
+                       "config or pass --weights FILE")
+    if not imported:
+        _check_weights(recipe, provenance)
+    return recipe
+
+
+def run_protocol(run_dir: str | os.PathLike) -> tuple[list | None, float]:
+    """(test views, decision threshold) of a run's evaluation, from its metrics.json: the views
+    its protocol scores (None: every view) and its FAR threshold (0.5 without metrics.json)."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    return metrics.get("test_views") or None, float(metrics.get("far_threshold", 0.5))
 
 
 def extract_one(video: str | os.PathLike, recipe: dict, device, progress: bool = True,
@@ -101,8 +133,7 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     from wsvad_core.features.decode import probe_video
     from wsvad_core.io import write_json
     from wsvad_core.reporting.plots import plot_timeline
-
-    from wsvad_core.runs import RunError, build_model
+    from wsvad_core.runs import build_model
 
     video = Path(video)
     n_probed, _ = probe_video(video)  # a missing or unreadable video fails before any model is built
@@ -112,24 +143,14 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     if n_probed < int(recipe["clip_len"]):
         raise VideoReadError(video, f"{n_probed} frame(s): shorter than one {recipe['clip_len']}-frame "
                              "snippet of the run's feature recipe, so there is nothing to score")
-    imported = str(provenance.get("weights", "")).startswith("published:")
-    if weights is not None:
-        recipe["weights"] = str(weights)
-    elif imported and recipe.get("weights") is None:
-        raise RunError(f"{ckpt}: the run was trained on published {record.store_attrs.get('family')} features "
-                       f"({provenance.get('source')}); scoring a video needs that family's extractor weights "
-                       f"({_weights_file_hint(recipe)}): set feature_sets.{recipe.get('name')}.weights in the "
-                       "config or pass --weights FILE")
-    if not imported:
-        _check_weights(recipe, provenance)
+    recipe = scoring_recipe(record, ckpt, weights)
     dev = select_device(prefer=device)
     feats, attrs = extract_one(video, recipe, dev, progress=progress, n_frames=n_probed)
     if feats.shape[-1] != record.feat_dim:
         raise FeatureError(f"{video}: features of dim {feats.shape[-1]}, the run's model takes "
                            f"{record.feat_dim} ({ckpt})")
     model = build_model(record, state_dict)[0].to(dev)
-    run_metrics = Path(run_dir) / "metrics.json"
-    test_views = json.loads(run_metrics.read_text()).get("test_views") if run_metrics.is_file() else None
+    test_views, threshold = run_protocol(run_dir)
     if test_views:  # the run's protocol scores these views only (VadCLIP: UCF-Crime's flip_center)
         feats = feats[[recipe["views"].index(v) for v in test_views]]
     with torch.inference_mode():
@@ -139,13 +160,9 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     frame = snippet_to_frame(snippet, clip_len, n_frames)
 
     run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.json"
-    threshold = 0.5
-    if metrics_path.is_file():
-        threshold = float(json.loads(metrics_path.read_text()).get("far_threshold", threshold))
     weights = recipe.get("weights") or "random-init"
     provenance = {**provenance, "extracted_with": weights}
-    record = {
+    result = {
         "video": str(video.resolve()), "run": str(run_dir.resolve()), "checkpoint": ckpt,
         "method": record.method, "feature_set": recipe.get("name"), "seed": record.seed,
         "weights": weights, "provenance": provenance, "n_frames": n_frames, "fps": fps,
@@ -160,10 +177,10 @@ def score_video(video: str | os.PathLike, run_dir: str | os.PathLike, out_json: 
     if weights == "random-init":
         title += "  [random-init]"
     plot_timeline(frame, out_png, fps=fps, title=title, threshold=threshold, snippet_len=clip_len)
-    record["timeline_png"] = str(out_png)
-    write_json(out_json, record)
-    record["scores_json"] = str(out_json)
-    return record
+    result["timeline_png"] = str(out_png)
+    write_json(out_json, result)
+    result["scores_json"] = str(out_json)
+    return result
 
 
 # ----------------------------------------------------------------------------------- info
@@ -201,15 +218,16 @@ def store_info(store_dir: str | os.PathLike, check: bool = False, progress: bool
     }
     if check:
         bad, foreign = {}, {}
+        dtype = np.dtype(recipe.get("store_dtype") or "float16")  # the recipe says what was written
         for vid in tqdm(store.video_ids, desc="check", unit="video", disable=not progress, leave=False):
             try:
                 x = store[vid]
             except (FeatureError, KeyError) as err:
                 foreign[vid] = str(err.args[0] if isinstance(err, KeyError) else err)
                 continue
-            if x.shape[0] != store.crops or x.shape[2] != store.dim or x.dtype != np.float16:
+            if x.shape[0] != store.crops or x.shape[2] != store.dim or x.dtype != dtype:
                 foreign[vid] = (f"shape {x.shape} {x.dtype}, the store says ({store.crops}, T, "
-                                f"{store.dim}) float16")
+                                f"{store.dim}) {dtype}")
             n = int(x.size - np.count_nonzero(np.isfinite(x)))
             if n:
                 bad[vid] = n
@@ -279,7 +297,60 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--check", action="store_true", help="also read every array and count NaN/inf values")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no log")
+    _watch_parser(sub)
     return p
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE (an FFmpeg input option)")
+    key, value = text.split("=", 1)
+    return key, value
+
+
+def _watch_parser(sub) -> None:
+    w = sub.add_parser(
+        "watch", help="score a live stream, a camera or a growing recording, snippet by snippet",
+        description="Read SOURCE through FFmpeg (PyAV) as it arrives; score every completed snippet with "
+        "the run's recipe, backbone and model (a causal method snippet by snippet, any other over a "
+        "sliding window of the last W snippets); write one JSON line per snippet (scores, alert state, "
+        "latency) and optionally a timeline PNG. A dropped stream is reopened with backoff; SIGINT or "
+        "SIGTERM flushes and closes every output.")
+    w.add_argument("source", help="a recording (possibly still being written: .ts, .mkv, fragmented .mp4), "
+                   "a stream URL (rtsp://, http://, tcp://, udp://, rtmp://, srt:// ...), or a capture "
+                   "device (/dev/video0, or a name with --format)")
+    w.add_argument("--run", required=True, metavar="RUN_DIR",
+                   help="a training run folder, results/<dataset>/runs/<method>/<features>/seed<n>")
+    w.add_argument("--out", metavar="JSONL", default="-", help="JSON-lines output (default: stdout)")
+    w.add_argument("--append", action="store_true", help="append to --out instead of replacing it")
+    w.add_argument("--plot", metavar="PNG", help="timeline plot, replaced atomically every --plot-every snippets")
+    w.add_argument("--plot-every", type=int, default=25, metavar="N", help="redraw the plot every N snippets (25)")
+    w.add_argument("--plot-span", type=int, default=600, metavar="N", help="snippets shown in the plot (600)")
+    w.add_argument("--window", type=int, metavar="W",
+                   help="snippets of context for a method that is not causal (default: the method's, "
+                        "the number of segments it trained on)")
+    w.add_argument("--threshold", type=float,
+                   help="alert threshold on the smoothed score (default: the run's far_threshold, else 0.5)")
+    w.add_argument("--hysteresis", type=float, default=0.1,
+                   help="the alert clears below threshold - hysteresis (default 0.1)")
+    w.add_argument("--min-duration", type=float, default=1.0, metavar="SECONDS",
+                   help="seconds of video above threshold before the alert goes on (default 1)")
+    w.add_argument("--smooth", type=int, default=3, metavar="K",
+                   help="moving average of the last K snippet scores (default 3; 1: none)")
+    w.add_argument("--format", dest="fmt", metavar="FMT",
+                   help="FFmpeg input format: a capture device (v4l2, avfoundation, dshow, lavfi ...) or a demuxer")
+    w.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="an FFmpeg input option (repeatable), e.g. video_size=1280x720 framerate=25")
+    w.add_argument("--fps", type=float, help="frame rate, when the source does not state it (else 25 is assumed)")
+    w.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="no data for this long: a stream has dropped, a growing recording is finished (10)")
+    w.add_argument("--reconnect-timeout", type=float, default=float("inf"), metavar="SECONDS",
+                   help="give up on a dropped stream or device after this long (default: never; 0: do not reopen)")
+    w.add_argument("--weights", metavar="FILE", help="backbone weights file (as for `wsvad score`)")
+    w.add_argument("--checkpoint", default="checkpoint.pt", help="checkpoint file in RUN_DIR (checkpoint.pt)")
+    w.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="default: $WSVAD_DEVICE, else a GPU when there is one")
+    w.add_argument("-q", "--quiet", action="store_true", help="no status line, no log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,6 +371,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, progress: bool) -> int:
     try:
+        if args.command == "watch":
+            from wsvad_core.live.watch import watch
+
+            try:
+                end = watch(args.source, args.run, args.out, args.plot, window=args.window,
+                            threshold=args.threshold, hysteresis=args.hysteresis, min_duration=args.min_duration,
+                            smooth=args.smooth, plot_every=args.plot_every, plot_span=args.plot_span,
+                            fmt=args.fmt, options=dict(args.option), fps=args.fps, timeout=args.timeout,
+                            reconnect_timeout=args.reconnect_timeout, checkpoint=args.checkpoint,
+                            weights=args.weights, device=args.device, progress=progress, append=args.append)
+            except KeyboardInterrupt:  # a second SIGINT: the outputs were closed on the way out
+                return 130
+            if progress:
+                print(f"wsvad watch: {end['snippets']} snippets, {end['alerts']} alert(s), {end['gaps']} gap(s); "
+                      f"{end['reason']}", file=sys.stderr)
+            return 0
         if args.command == "score":
             rec = score_video(args.video, args.run, args.out, args.plot, device=args.device,
                               checkpoint=args.checkpoint, progress=progress, weights=args.weights)

@@ -4,6 +4,7 @@ its method's card (type and range), so that a typo stops ``snakemake -n``."""
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
@@ -61,6 +62,15 @@ def check_config_files(paths) -> None:
             yaml.load(fh, Loader=_UniqueKeyLoader)
 
 
+def anchor_annotation_dirs(config: dict, repo_dir: str | os.PathLike) -> None:
+    """A relative ``annotation_dir`` is the repository's (``data/benchmarks`` ships the lists),
+    whatever folder Snakemake runs in (``--directory``); dataset roots stay the user's."""
+    for ds in config["datasets"].values():
+        d = ds.get("annotation_dir")
+        if d and not os.path.isabs(d):
+            ds["annotation_dir"] = os.path.join(os.fspath(repo_dir), d)
+
+
 def _known(kind: str, name: str, known, where: str) -> None:
     if name not in known:
         raise ConfigError(f"{where}: unknown {kind} {name!r}; known: {sorted(known)}")
@@ -84,27 +94,33 @@ def check_config(config: dict) -> None:
                                   f"defined under feature_sets: {sorted(fsets)}")
         for m in ds["methods"]:
             _known("method", m, registry.methods, f"{where}.methods")
+        # Overrides may name known feature sets and methods the dataset does not list: a
+        # config.yaml that narrows a shipped dataset (methods: [mil]) keeps its other entries,
+        # which then do nothing. Unknown names are typos.
         for fs in ds.get("feature_overrides", {}):
-            if fs not in ds["feature_sets"]:
-                raise ConfigError(f"{where}.feature_overrides.{fs}: not one of this dataset's feature sets")
+            _known("feature set", fs, fsets, f"{where}.feature_overrides")
         for fs in ds["feature_sets"]:
             weights = recipe(config, ds_name, fs)["weights"]  # a bad recipe names the set and dataset
             if weights is not None and not Path(weights).is_file():
                 key = (f"{where}.feature_overrides.{fs}.weights"
                        if "weights" in ds.get("feature_overrides", {}).get(fs, {}) else f"feature_sets.{fs}.weights")
                 raise ConfigError(f"{key}: weights file {weights} does not exist")
-        for m, values in ds.get("method_overrides", {}).items():
-            if m not in ds["methods"]:
-                raise ConfigError(f"{where}.method_overrides.{m}: not one of this dataset's methods")
+        for m in ds.get("method_overrides", {}):
+            _known("method", m, registry.methods, f"{where}.method_overrides")
             _check_hparams(m, method_overrides(config, ds_name, m), f"{where}.method_overrides.{m}")
         for m, sets in ds.get("run_feature_sets", {}).items():
-            if m not in ds["methods"]:
-                raise ConfigError(f"{where}.run_feature_sets.{m}: not one of this dataset's methods")
-            accepts = method_card(m).accepts
+            _known("method", m, registry.methods, f"{where}.run_feature_sets")
             for fs in sets:
-                if fs not in ds["feature_sets"]:
-                    raise ConfigError(f"{where}.run_feature_sets.{m}: {fs!r} is not one of this "
-                                      f"dataset's feature sets {ds['feature_sets']}")
+                _known("feature set", fs, fsets, f"{where}.run_feature_sets.{m}")
+            if m not in ds["methods"]:
+                continue
+            accepts = method_card(m).accepts
+            listed = [fs for fs in sets if fs in ds["feature_sets"]]
+            if not listed:
+                raise ConfigError(f"{where}.run_feature_sets.{m}: none of {sets} is one of this dataset's "
+                                  f"feature_sets {ds['feature_sets']}, so method {m} would not run: "
+                                  f"list one of them, or drop {m} from {where}.methods")
+            for fs in listed:
                 kind = feature_kind(config, fs)
                 if kind not in accepts:
                     raise ConfigError(f"{where}.run_feature_sets.{m}: method {m} does not accept "
@@ -133,13 +149,15 @@ def check_batch_sizes(config: dict, dataset: str, n_normal: int, n_abnormal: int
 
 
 def import_specs(config: dict, dataset: str) -> dict[str, dict]:
-    """feature set -> normalised import spec of one dataset ({} when it imports nothing)."""
+    """feature set -> normalised import spec of one dataset's listed feature sets ({} when it
+    imports nothing)."""
     from wsvad_core.features.importers import normalize_import_spec
 
     ds = config["datasets"][dataset]
     try:  # a null entry: the feature set is extracted from the videos instead
         return {fs: normalize_import_spec(spec, f"datasets.{dataset}.import_features.{fs}")
-                for fs, spec in (ds.get("import_features") or {}).items() if spec is not None}
+                for fs, spec in (ds.get("import_features") or {}).items()
+                if spec is not None and fs in ds["feature_sets"]}
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
@@ -150,11 +168,10 @@ def _check_imports(config: dict, name: str) -> None:
 
     ds = config["datasets"][name]
     where = f"datasets.{name}"
+    for fs in ds.get("import_features") or {}:  # known but unlisted ones: a narrowed dataset's
+        _known("feature set", fs, config["feature_sets"], f"{where}.import_features")
     specs = import_specs(config, name)
     for fs, spec in specs.items():
-        if fs not in ds["feature_sets"]:
-            raise ConfigError(f"{where}.import_features.{fs}: not one of this dataset's "
-                              f"feature_sets {ds['feature_sets']}")
         layout = IMPORT_LAYOUTS[spec["file_layout"]]
         family = recipe(config, name, fs)["family"]
         if layout["family"] != family:
@@ -165,8 +182,9 @@ def _check_imports(config: dict, name: str) -> None:
     if specs and "generate" in ds:
         raise ConfigError(f"{where}: a generated dataset cannot import features")
     for fs, names in (ds.get("test_views") or {}).items():
+        _known("feature set", fs, config["feature_sets"], f"{where}.test_views")
         if fs not in ds["feature_sets"]:
-            raise ConfigError(f"{where}.test_views.{fs}: not one of this dataset's feature sets")
+            continue
         have = store_views(config, name, fs)
         bad = [v for v in names if v not in have]
         if bad:
@@ -245,6 +263,6 @@ def runs(config: dict, dataset: str) -> list[tuple[str, str, int]]:
     for m in ds["methods"]:
         accepts = method_card(m).accepts
         for fs in ds.get("run_feature_sets", {}).get(m, ds["feature_sets"]):
-            if feature_kind(config, fs) in accepts:
+            if fs in ds["feature_sets"] and feature_kind(config, fs) in accepts:
                 out += [(m, fs, s) for s in ds.get("seeds", [0])]
     return out

@@ -1,6 +1,6 @@
 """Feature recipes: how a feature set is made (backbone, snippet geometry, resize, crops,
 scaling, weights). A recipe names only what differs from its backbone's defaults (the backbone
-card, ``features/backbones.py``); :func:`normalize_recipe` fills and checks the rest, torch-free,
+card, ``features/backbones/``); :func:`normalize_recipe` fills and checks the rest, torch-free,
 so a bad recipe stops ``snakemake -n``. The normalised recipe is what jobs receive and what the
 store's attributes record; :func:`recipe_fingerprint` identifies the features it makes."""
 from __future__ import annotations

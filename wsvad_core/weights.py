@@ -59,7 +59,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             break
         if isinstance(obj, Mapping):
-            inner = next((obj[k] for k in ("state_dict", "model_state", "model") if isinstance(obj.get(k), Mapping)), None)
+            wrappers = ("state_dict", "model_state", "model")
+            inner = next((obj[k] for k in wrappers if isinstance(obj.get(k), Mapping)), None)
             if inner is not None:
                 obj = inner
                 continue

@@ -17,7 +17,8 @@ TEST_CONFIGS = REPO / "tests" / "configs"
 
 def snakefile_configfiles() -> list[Path]:
     """The ``configfile:`` entries of the Snakefile, in order (read from it, not restated here)."""
-    names = re.findall(r'^configfile:\s*"([^"]+)"', SNAKEFILE.read_text(), flags=re.M)
+    names = re.findall(r'^configfile:\s*os\.path\.join\(workflow\.basedir,\s*"([^"]+)"\)',
+                       SNAKEFILE.read_text(), flags=re.M)
     assert names, f"{SNAKEFILE}: no configfile: lines found"
     return [REPO / n for n in names]
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import av  # before decord: the two ffmpeg builds crash a process that imports av second
 import numpy as np
 
-# small but real: I3D-R50 architecture, 8-frame snippets, 32 px crops
-I3D = {"backbone": "i3d_r50", "clip_len": 8, "stride": 8, "frames_per_snippet": 8, "crops": "center",
+# small but real: the RTFM family's I3D-ResNet50 (I3Res50) and VadCLIP's CLIP ViT-B/16 (OpenAI),
+# 8-frame snippets, 32 px crops
+I3D = {"backbone": "i3res50", "clip_len": 8, "stride": 8, "frames_per_snippet": 8, "crops": "center",
        "resize": 32, "crop_size": 32, "batch_size": 2, "weights": None, "init_seed": 0}
-CLIP = {"backbone": "clip_vitb16", "clip_len": 8, "stride": 8, "frames_per_snippet": 2, "crops": "ten",
+CLIP = {"backbone": "openai_clip_vitb16", "clip_len": 8, "stride": 8, "frames_per_snippet": 2, "crops": "ten",
         "resize": 36, "crop_size": 32, "batch_size": 4}
 
 

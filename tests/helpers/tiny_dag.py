@@ -13,28 +13,18 @@ import os
 import subprocess
 from pathlib import Path
 
-from configs import REPO, config_file, snakefile_configfiles
+from configs import config_file
 
 DATASET = "tiny"
-RUN = Path(f"results/{DATASET}/runs/mil/i3d_r50/seed0")
-STORE = Path(f"results/{DATASET}/features/i3d_r50.zarr")
+RUN = Path(f"results/{DATASET}/runs/mil/rtfm_i3d_r50/seed0")
+STORE = Path(f"results/{DATASET}/features/rtfm_i3d_r50.zarr")
 LOGS = Path(f"results/logs/{DATASET}")
 
 
 def make_workdir(path: Path) -> Path:
-    """An empty working directory for ``snakemake --directory``.
-
-    Workaround, until the Snakefile resolves its ``configfile:`` lines against its own folder:
-    they are resolved against the working directory, so in another folder they are not found (and
-    with ``--configfile`` they are then skipped without a word). The shipped files are linked in
-    here; ``integration/test_dry_run.py::test_dry_run_in_another_directory`` (xfail) tracks it.
-    """
+    """An empty working directory for ``snakemake --directory``: the Snakefile reads its config
+    files from its own folder, so nothing needs to be linked in."""
     path.mkdir(parents=True, exist_ok=True)
-    for f in snakefile_configfiles():
-        link = path / f.relative_to(REPO)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(f)
     return path
 
 
@@ -57,11 +47,12 @@ def smk(snakemake_bin: str, repo: Path, workdir: Path, *args: str, configs=("tin
 # ------------------------------------------------------------------ the same stages, in-process
 # the library functions the rules call, on 6 videos of 32 frames, 8-frame snippets at 32 px
 
-TINY_RECIPE = {"backbone": "i3d_r50", "name": "i3d_r50", "clip_len": 8, "stride": 8, "frames_per_snippet": 8,
-               "crops": "center", "resize": 36, "crop_size": 32, "batch_size": 4,
-               "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225], "weights": None, "init_seed": 0}
-# how the evaluation scores a run of TINY_RECIPE (rules/common.smk: scoring_protocol)
-TINY_PROTOCOL = {"test_crops": None, "primary_metric": "auc", "clip_len": TINY_RECIPE["clip_len"]}
+# the shipped rtfm_i3d_r50 preset (I3Res50) at 32 px, one view
+TINY_RECIPE = {"backbone": "i3res50", "name": "rtfm_i3d_r50", "clip_len": 8, "stride": 8, "frames_per_snippet": 8,
+               "crops": "center", "resize": 36, "interpolation": "pil_lanczos", "crop_size": 32, "batch_size": 4,
+               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "weights": None, "init_seed": 0}
+# how the evaluation scores a run of TINY_RECIPE (rules/common.smk: scoring_protocol): every view
+TINY_PROTOCOL = {"test_views": None, "primary_metric": "auc", "clip_len": TINY_RECIPE["clip_len"]}
 
 
 def tiny_dataset(root: Path) -> dict:

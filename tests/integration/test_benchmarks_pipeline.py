@@ -6,7 +6,8 @@ and the tables.
 The run's config is the shipped one (the Snakefile's config files, merged) with the three
 benchmark entries pointed at the slices and narrowed to MIL, passed whole with
 ``--replace-workflow-config``: narrowing a shipped dataset drops mapping entries (UCF-Crime's
-``method_overrides.s3r``, XD-Violence's CLIP import), which a merged ``--configfile`` cannot do."""
+``method_overrides.s3r``, XD-Violence's CLIP import and test views), which a merged ``--configfile``
+cannot do."""
 import json
 import math
 import os
@@ -95,8 +96,9 @@ def sliced_run(repo, snakemake_bin, tmp_path_factory):
     snippets = {}
     # one feature set per family: all three on UCF-Crime, one each on the others (fewer jobs)
     xd = cfg["datasets"]["xd_violence"]
-    xd["feature_sets"] = ["i3d_kinetics"]
-    xd["import_features"].pop("clip_vitb16")
+    xd["feature_sets"] = ["xd_i3d"]
+    xd["import_features"].pop("vadclip_vitb16")
+    xd.get("test_views", {}).pop("vadclip_vitb16", None)
     for name in BENCHMARKS:
         cfg["datasets"][name] = make_slice(cfg, name, work)
         snippets[name] = cfg["datasets"][name].pop("snippets")
@@ -104,7 +106,7 @@ def sliced_run(repo, snakemake_bin, tmp_path_factory):
     (work / "benchmarks.yaml").write_text(yaml.safe_dump(cfg))
 
     # a missing published file fails the dry run, naming the video and the file
-    spec = cfg["datasets"]["ucf_crime"]["import_features"]["i3d_kinetics"]
+    spec = cfg["datasets"]["ucf_crime"]["import_features"]["deepmil_i3d"]
     from wsvad_core.features.importers import normalize_import_spec
 
     victim = next(v for v in benchmark_videos("ucf_crime", dataset_files(cfg["datasets"]["ucf_crime"]))
@@ -149,23 +151,25 @@ def test_tables_label_selection_provenance_and_reported(sliced_run):
 
 
 def test_ground_truth_and_protocol_per_family(sliced_run):
-    """The scoring protocol (test crops, primary metric) reaches evaluation as an argument of the
-    rule (no longer inside the GT file); metrics.json says what was used."""
+    """The scoring protocol (test views, primary metric) reaches evaluation as an argument of the
+    rule (no longer inside the GT file); metrics.json says what was used, and the feature family."""
     work, cfg, snippets, _, _ = sliced_run
     from wsvad_core.data.ground_truth import load_ground_truth
 
-    gt = load_ground_truth(work / "results/ucf_crime/gt/i3d_r50.npz")
+    gt = load_ground_truth(work / "results/ucf_crime/gt/rtfm_i3d_r50.npz")
     assert sum(len(g) for g in gt.values()) == 16 * sum(snippets["ucf_crime"][v] for v in gt)
-    xd = json.loads((work / "results/xd_violence/runs/mil/i3d_kinetics/seed0/metrics.json").read_text())
-    assert xd["primary_metric"] == "ap_trapz" and xd["test_crops"] is None
-    m = json.loads((work / "results/ucf_crime/runs/mil/clip_vitb16/seed0/metrics.json").read_text())
-    assert m["test_crops"] == [5] and m["primary_metric"] == "auc" and set(m["selections"]) == {"last", "best"}
+    xd = json.loads((work / "results/xd_violence/runs/mil/xd_i3d/seed0/metrics.json").read_text())
+    assert xd["primary_metric"] == "ap_trapz" and xd["test_views"] is None and xd["family"] == "kinetics_i3d"
+    # VadCLIP's UCF-Crime test crop (file __5) by its name
+    m = json.loads((work / "results/ucf_crime/runs/mil/vadclip_vitb16/seed0/metrics.json").read_text())
+    assert m["test_views"] == ["flip_center"] and m["family"] == "vadclip_vitb16"
+    assert m["primary_metric"] == "auc" and set(m["selections"]) == {"last", "best"}
     assert m["selections"]["best"]["step"] in (4, 8) and m["selections"]["last"]["step"] == 8
     assert set(m["per_class_auc"]) <= {"Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
                                        "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"}
-    sh = load_ground_truth(work / "results/shanghaitech/gt/i3d_r50.npz")
+    sh = load_ground_truth(work / "results/shanghaitech/gt/rtfm_i3d_r50.npz")
     assert sum(1 for g in sh.values() if g.any()) == 8  # the 8 abnormal test videos of the slice
-    log = pd.read_csv(work / "results/xd_violence/runs/mil/i3d_kinetics/seed0/train_log.csv")
+    log = pd.read_csv(work / "results/xd_violence/runs/mil/xd_i3d/seed0/train_log.csv")
     assert log["test_score"].notna().sum() == 2  # scored every 4 of 8 steps
 
 

@@ -63,7 +63,7 @@ def runs(repo, snakemake_bin, tmp_path_factory):
     proc = start(snakemake_bin, repo, crashed)
     store = crashed / STORE
     kill_when(proc, lambda: any(store.glob("*/zarr.json")), "a first feature array")
-    marker = crashed / f"results/{DATASET}/features/i3d_r50.shards/0.json"
+    marker = crashed / f"results/{DATASET}/features/rtfm_i3d_r50.shards/0.json"
     assert not marker.exists() and not (store / "zarr.json").exists(), "the kill came after extraction"
     rerun(snakemake_bin, repo, crashed)
 
@@ -94,7 +94,7 @@ def test_store_identical_to_an_uninterrupted_run(runs):
 def test_training_resumed_and_metrics_identical(runs):
     ref, crashed = runs
     assert (ref / RUN / "metrics.json").read_bytes() == (crashed / RUN / "metrics.json").read_bytes()
-    log = (crashed / LOGS / "train/mil/i3d_r50/seed0.log").read_text()
+    log = (crashed / LOGS / "train/mil/rtfm_i3d_r50/seed0.log").read_text()
     assert "from step 100" in log and "resuming" in log  # not from zero
     a, b = (pd.read_csv(w / RUN / "train_log.csv") for w in runs)
     assert len(a) == len(b) == MAX_STEPS

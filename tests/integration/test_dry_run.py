@@ -36,8 +36,8 @@ def test_tiny_config_dry_runs(repo, snakemake_bin, tmp_path):
 
 def test_typo_in_recipe_value_is_named(repo, snakemake_bin, tmp_path):
     res = dry_run(snakemake_bin, repo, tmp_path,
-                  configs=(overlay(tmp_path, {"feature_sets": {"i3d_r50": {"crops": "tenn"}}}),))
-    assert res.returncode != 0 and "tenn" in res.stdout and "feature_sets.i3d_r50.crops" in res.stdout, \
+                  configs=(overlay(tmp_path, {"feature_sets": {"rtfm_i3d_r50": {"crops": "tenn"}}}),))
+    assert res.returncode != 0 and "tenn" in res.stdout and "feature_sets.rtfm_i3d_r50.crops" in res.stdout, \
         res.stdout[-3000:]
 
 
@@ -55,12 +55,12 @@ def test_misspelt_or_bad_hyper_parameter_fails_the_dry_run(repo, snakemake_bin, 
     assert "Traceback" not in res.stdout
 
 
-ABSENT_FOLDER = ("datasets.shanghaitech.import_features.i3d_r50.root: feature folder "
+ABSENT_FOLDER = ("datasets.shanghaitech.import_features.rtfm_i3d_r50.root: feature folder "
                  "/data/shanghaitech/features/rtfm does not exist")
 
 
 def test_requesting_a_benchmark_names_the_absent_feature_folder(repo, snakemake_bin):
-    # in the repository (the benchmarks' annotation_dir is relative: see the xfail below)
+    # in the repository
     res = subprocess.run([snakemake_bin, "-n", "--quiet", "--snakefile", str(repo / "Snakefile"), "--",
                           "results/tables/shanghaitech.md"], cwd=repo, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
@@ -68,17 +68,12 @@ def test_requesting_a_benchmark_names_the_absent_feature_folder(repo, snakemake_
     assert ABSENT_FOLDER in res.stdout, res.stdout[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="workflow bug: the shipped benchmarks' annotation_dir (data/benchmarks/...) "
-                   "is resolved against the working directory, so from another --directory the list files are "
-                   "'missing input files for rule manifest'")
 def test_requesting_a_benchmark_from_another_directory(repo, snakemake_bin, tmp_path):
     res = dry_run(snakemake_bin, repo, tmp_path, "--", "results/tables/shanghaitech.md")
     assert res.returncode != 0
     assert ABSENT_FOLDER in res.stdout, res.stdout[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="Snakefile bug: its configfile: lines are resolved against the working "
-                   "directory, so with --directory they are not found, and with --configfile silently skipped")
 def test_dry_run_in_another_directory(repo, snakemake_bin, tmp_path):
     """README: run in another folder with --directory (outputs go under its results/). Without
     the links tiny_dag.make_workdir makes, the shipped config must still be read."""

@@ -28,14 +28,14 @@ def test_table_has_every_run(demo_run):
     table = pd.read_csv(work / f"results/tables/{DATASET}.csv")
     assert len(table) == 6  # 3 methods x 2 feature sets
     assert set(table["method"]) == {"mil", "rtfm", "s3r"}
-    assert set(table["feature_set"]) == {"i3d_r50", "clip_vitb16"}
+    assert set(table["feature_set"]) == {"rtfm_i3d_r50", "vadclip_vitb16"}
     assert (table["weights"] == "random-init").all()
     assert table["auc_mean"].between(0, 1).all()
     md = (work / f"results/tables/{DATASET}.md").read_text()
     assert "random-init" in md
-    metrics = json.loads((work / f"results/{DATASET}/runs/rtfm/i3d_r50/seed0/metrics.json").read_text())
+    metrics = json.loads((work / f"results/{DATASET}/runs/rtfm/rtfm_i3d_r50/seed0/metrics.json").read_text())
     assert metrics["provenance"]["weights"] == "random-init" and metrics["selection"] == "last"
-    log = pd.read_csv(work / f"results/{DATASET}/runs/mil/clip_vitb16/seed0/train_log.csv")
+    log = pd.read_csv(work / f"results/{DATASET}/runs/mil/vadclip_vitb16/seed0/train_log.csv")
     assert len(log) == 60
     assert log["loss"].tail(10).mean() < log["loss"].head(10).mean()
 
@@ -67,11 +67,11 @@ def test_corrupt_video_fails_its_shard_naming_the_file(demo_run, repo, snakemake
     with open(bad, "r+b") as fh:  # keep the container header, destroy the rest
         fh.seek(48)
         fh.write(os.urandom(os.path.getsize(bad) - 48))
-    res = smk(snakemake_bin, repo, work, f"results/{DATASET}/features/clip_vitb16.zarr/zarr.json", configs=CONFIGS)
+    res = smk(snakemake_bin, repo, work, f"results/{DATASET}/features/vadclip_vitb16.zarr/zarr.json", configs=CONFIGS)
     assert res.returncode != 0
-    logs = "".join(p.read_text() for p in (work / LOGS / "extract/clip_vitb16").glob("*.log"))
+    logs = "".join(p.read_text() for p in (work / LOGS / "extract/vadclip_vitb16").glob("*.log"))
     assert os.path.basename(bad) in logs + res.stdout
-    store = work / f"results/{DATASET}/features/clip_vitb16.zarr"
+    store = work / f"results/{DATASET}/features/vadclip_vitb16.zarr"
     assert not (store / "zarr.json").exists()  # the store is not left looking complete
     video_id = manifest["video_id"].iloc[1]
     arr = store / video_id

@@ -33,12 +33,12 @@ def test_pipeline_writes_the_plots(finished):
     plots = finished / PLOTS
     manifest = read_manifest(finished / f"results/{DATASET}/manifest.csv")
     test_ids = sorted(manifest.loc[manifest["split"] == "test", "video_id"])
-    timelines = plots / "mil/i3d_r50/seed0/timelines"
+    timelines = plots / "mil/rtfm_i3d_r50/seed0/timelines"
     assert sorted(p.stem for p in timelines.glob("*.png")) == test_ids
-    with np.load(finished / f"results/{DATASET}/gt/i3d_r50.npz") as gt:
+    with np.load(finished / f"results/{DATASET}/gt/rtfm_i3d_r50.npz") as gt:
         for vid in test_ids:  # the abnormal video's timeline is shaded, the normal one's is not
             assert (len(shaded_columns(png(timelines / f"{vid}.png"))) > 0) == bool(gt[vid].any()), vid
-    png(plots / "mil/i3d_r50/seed0/curves.png")
+    png(plots / "mil/rtfm_i3d_r50/seed0/curves.png")
     png(plots / "table.png")
     assert "mil" in (plots / "table.html").read_text()
     # no temporaries left (Snakemake marks folder outputs with .snakemake_timestamp)
@@ -83,7 +83,7 @@ def test_report_renders_in_a_headless_browser(finished, repo, snakemake_bin, tmp
     assert res.returncode == 0, res.stdout[-3000:]
     text = report.read_text()
     for needle in (f"{PLOTS}/table.png", f"{PLOTS}/table.html", f"results/tables/{DATASET}.csv",
-                   f"{PLOTS}/mil/i3d_r50/seed0/curves.png", "timelines/Explosion002_x264.png",
+                   f"{PLOTS}/mil/rtfm_i3d_r50/seed0/curves.png", "timelines/Explosion002_x264.png",
                    f"{PLOTS}/settings.html", "Run settings: checkpoint selection"):
         assert needle in text, needle
     browser = chromium()
@@ -94,12 +94,12 @@ def test_report_renders_in_a_headless_browser(finished, repo, snakemake_bin, tmp
     shots.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(finished / f"results/{DATASET}/manifest.csv")
     normal = manifest.query("split == 'test' and label == 0")["video_id"].iloc[0]
-    timelines = f"{PLOTS}/mil/i3d_r50/seed0/timelines"
+    timelines = f"{PLOTS}/mil/rtfm_i3d_r50/seed0/timelines"
     views = {
         "home": ("", ["Tables", "Curves", "Timelines", "Settings", f"demo_dataset_{DATASET}"]),
         "table": (show("Tables", f"{PLOTS}/table.html"), ["bar chart", "table (csv)", "<iframe"]),
         "timeline": (show("Timelines", f"{timelines}/Explosion002_x264.png"), ["Explosion002_x264", normal, "<img"]),
-        "curves": (show("Curves", f"{PLOTS}/mil/i3d_r50/seed0/curves.png"), ["i3d_r50", "<img"]),
+        "curves": (show("Curves", f"{PLOTS}/mil/rtfm_i3d_r50/seed0/curves.png"), ["rtfm_i3d_r50", "<img"]),
         "settings": (show("Settings", f"{PLOTS}/settings.html"), ["run settings", "<iframe"]),
     }
     for name, (js, expected) in views.items():

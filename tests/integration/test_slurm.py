@@ -154,7 +154,7 @@ def test_reduced_demo_through_slurm(cluster, tmp_path):
                         "--", f"results/tables/{DATASET}.md", timeout=420)
 
     table = (tmp_path / f"results/tables/{DATASET}.md").read_text()
-    assert "| mil | i3d_r50 |" in table, table
+    assert "| mil | rtfm_i3d_r50 |" in table, table
     jobs = batch_jobs(cluster, log)
     assert jobs and all(j["JobState"] == "COMPLETED" for j in jobs), jobs
     # The plugin's --comment is rule_<rule or group name>[_wildcards_...].

@@ -191,7 +191,7 @@ def _store_with(tmp_path: Path, arrays: dict) -> Path:
     store = tmp_path / "store.zarr"
     for vid, a in arrays.items():
         write_video_array(store, vid, a, {"split": "train", "label": int(vid.startswith("a"))})
-    finalize_store(store, {"recipe": {"family": "i3d", "name": "x"}})
+    finalize_store(store, {"recipe": {"kind": "i3d", "family": "rtfm_i3d_r50", "name": "x"}})
     return store
 
 
@@ -230,17 +230,19 @@ def test_weights_of_another_architecture(pristine, tmp_path):
     manifest = tmp_path / "manifest.csv"
     manifest_stage(pristine, manifest)
     weights = tmp_path / "clip_like.pt"
+    # keys of I3Res50's file (i3d_r50_kinetics.pth): conv1 with a 2D stem (wrong shape), the rest missing
     torch.save({"visual.conv1.weight": torch.zeros(768, 3, 16, 16),
-                "blocks.0.conv.weight": torch.zeros(64, 3, 1, 7, 7)}, weights)  # a 2D stem: wrong shape
+                "conv1.weight": torch.zeros(64, 3, 1, 7, 7)}, weights)
     recipe = {**TINY_RECIPE, "weights": str(weights)}
     store, marker = tmp_path / "f.zarr", tmp_path / "f.shards" / "0.json"
     with pytest.raises(WeightsMismatchError) as exc:
         extract_stage(manifest, recipe, store, marker)
     msg = str(exc.value)
-    assert msg.startswith(str(weights)) and "does not fit backbone i3d_r50" in msg
-    assert "unexpected keys: visual.conv1.weight" in msg
-    assert "blocks.0.conv.weight (file (64, 3, 1, 7, 7), model (64, 3, 5, 7, 7))" in msg
-    assert "missing keys: blocks.0.norm.weight" in msg
+    assert msg.startswith(str(weights)) and "does not fit backbone i3res50" in msg
+    # the differences are named as the file names them
+    assert "unexpected keys: visual.conv1.weight" in msg and "blocks.0" not in msg
+    assert "conv1.weight (file (64, 3, 1, 7, 7), model (64, 3, 5, 7, 7))" in msg
+    assert "missing keys: bn1.weight" in msg
     assert not marker.exists() and list_written_videos(store) == {}
 
 

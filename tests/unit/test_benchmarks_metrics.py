@@ -42,7 +42,8 @@ def test_benchmark_table_rows_per_selection_with_reported_number(tmp_path):
         sel = {s: {"auc": v, "ap_step": .3, "ap_trapz": .3, "auc_abnormal": .6, "far_normal": .1,
                    "video_auc": .9, "video_f1": .8, "step": st, "per_class_auc": {"Abuse": v - .1}}
                for s, v, st in (("last", last, 100), ("best", best, 40))}
-        m = {"method": "rtfm", "feature_set": "i3d_r50", "seed": seed, "selection": "last",
+        m = {"method": "rtfm", "feature_set": "rtfm_i3d_r50", "family": "rtfm_i3d_r50", "seed": seed,
+             "selection": "last",
              "weights": "published:rtfm", "provenance": {"source": "RTFM features"}, "selections": sel,
              **sel["last"]}
         paths.append(tmp_path / f"{seed}.json")
@@ -51,10 +52,33 @@ def test_benchmark_table_rows_per_selection_with_reported_number(tmp_path):
     rows = s.set_index("selection")
     assert rows.loc["last", "auc_mean"] == pytest.approx(.81) and rows.loc["best", "auc_mean"] == pytest.approx(.85)
     assert rows.loc["best", "auc_class_Abuse_mean"] == pytest.approx(.75)
-    assert (s["reported_value"] == 84.30).all() and reported_for("ucf_crime", "rtfm", "i3d_r50").metric == "auc"
+    assert (s["reported_value"] == 84.30).all() and reported_for("ucf_crime", "rtfm", "rtfm_i3d_r50").metric == "auc"
     md = (tmp_path / "t.md").read_text()
-    assert "| rtfm | i3d_r50 | published:rtfm | best | 2 | 85.00 ± 1.00 |" in md
+    assert "| rtfm | rtfm_i3d_r50 | published:rtfm | best | 2 | 85.00 ± 1.00 |" in md
+    # same family as the paper's number: no features note in the cell
     assert "84.30 AUC [1]" in md and "[1] Tian et al., RTFM, ICCV 2021" in md and "RTFM features" in md
     tex = (tmp_path / "t.tex").read_text()
-    assert r"best on test & 2 & 85.00 $\pm$ 1.00" in tex and r"i3d\_r50" in tex
+    assert r"best on test & 2 & 85.00 $\pm$ 1.00" in tex and r"rtfm\_i3d\_r50" in tex
     assert math.isnan(pd.read_csv(tmp_path / "t.csv")["reported_value"].iloc[0]) is False
+
+
+def test_reported_numbers_are_matched_by_family(tmp_path):
+    """The reported column looks the paper's number up by the run's feature family (metrics.json
+    "family"), not by the feature-set name: a renamed or re-extracted set of the same family gets
+    the paper's number; another family gets it with the paper's features named."""
+    assert reported_for("ucf_crime", "rtfm", "rtfm_i3d_r50").value == 84.30
+    assert reported_for("ucf_crime", "urdmu", "kinetics_i3d").value == 86.97
+    # RTFM on Kinetics-I3D features: the RTFM-features number, flagged as such
+    assert reported_for("ucf_crime", "rtfm", "kinetics_i3d").features == "rtfm_i3d_r50"
+    paths = []
+    for i, (fs, family) in enumerate([("my_extraction", "rtfm_i3d_r50"), ("deepmil_i3d", "kinetics_i3d")]):
+        m = {"method": "rtfm", "feature_set": fs, "family": family, "seed": 0, "selection": "last",
+             "weights": "/w.pth", "auc": 0.8, "ap_trapz": .3, "ap_step": .3}
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(m))
+    s = write_tables(paths, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex", benchmark="ucf_crime")
+    assert (s["reported_value"] == 84.30).all()
+    md = (tmp_path / "t.md").read_text().splitlines()
+    row = {line.split(" | ")[1]: line for line in md if line.startswith("| rtfm |")}
+    assert row["my_extraction"].endswith("| 84.30 AUC [1] |")
+    assert row["deepmil_i3d"].endswith("| 84.30 AUC, rtfm_i3d_r50 [1] |")

@@ -16,35 +16,28 @@ from tiny_dag import tiny_dataset, tiny_run, tiny_store
 from wsvad_core.cli import main, score_video
 from wsvad_core.data.manifest import read_manifest
 
-# wsvad_core/cli.py score_video rebinds `record` (the RunRecord) to the output dict, then reads
-# `record.method` for the plot title: AttributeError: 'dict' object has no attribute 'method'
-SCORE_BUG = pytest.mark.xfail(raises=AttributeError, strict=True,
-                              reason="library bug: cli.score_video reads record.method after rebinding "
-                                     "record to a dict")
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     ds = tiny_dataset(root)
-    store = tiny_store(ds, root / "i3d_r50.zarr")
-    run_dir = root / "runs" / "mil" / "i3d_r50" / "seed0"
+    store = tiny_store(ds, root / "rtfm_i3d_r50.zarr")
+    run_dir = root / "runs" / "mil" / "rtfm_i3d_r50" / "seed0"
     tiny_run(ds, store, run_dir)
     test = read_manifest(ds["manifest"]).query("split == 'test' and label == 1").iloc[0]
     return {"ds": ds, "store": store, "run": run_dir, "video": Path(test["path"]), "video_id": test["video_id"]}
 
 
-@SCORE_BUG
 def test_score_reproduces_the_runs_evaluation(run, tmp_path, capsys):
     out = tmp_path / "out" / "v.json"
     assert main(["score", str(run["video"]), "--run", str(run["run"]), "--out", str(out), "--device", "cpu"]) == 0
-    assert "extract i3d_r50" in capsys.readouterr().err  # the progress bar of the long step
+    assert "extract i3res50" in capsys.readouterr().err  # the progress bar of the long step
     saved = json.loads(out.read_text())
     with np.load(run["run"] / "scores.npz") as z:
         expected = z[f"snippet/{run['video_id']}"]
     # same recipe, same float16 store round trip, same model: the very scores of the evaluation
     np.testing.assert_allclose(saved["snippet_scores"], expected, rtol=0, atol=1e-6)
-    assert saved["method"] == "mil" and saved["feature_set"] == "i3d_r50" and saved["weights"] == "random-init"
+    assert saved["method"] == "mil" and saved["feature_set"] == "rtfm_i3d_r50" and saved["weights"] == "random-init"
     assert saved["n_frames"] == 32 and len(saved["frame_scores"]) == 32 and saved["n_snippets"] == 4
     # frame scores repeat each snippet score over its 8 frames
     assert np.allclose(np.asarray(saved["frame_scores"]).reshape(4, 8), np.asarray(saved["snippet_scores"])[:, None])
@@ -54,7 +47,6 @@ def test_score_reproduces_the_runs_evaluation(run, tmp_path, capsys):
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, png.name])  # no temporaries
 
 
-@SCORE_BUG
 def test_quiet_and_the_console_script(run, tmp_path, capsys):
     out = tmp_path / "q.json"
     rec = score_video(run["video"], run["run"], out, device="cpu", progress=False)
@@ -62,7 +54,7 @@ def test_quiet_and_the_console_script(run, tmp_path, capsys):
     assert main(["score", str(run["video"]), "--run", str(run["run"]), "--out", str(out), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # no progress bar, no log (not even the random-init warning)
-    assert "mil / i3d_r50: 32 frames" in captured.out and str(out) in captured.out
+    assert "mil / rtfm_i3d_r50: 32 frames" in captured.out and str(out) in captured.out
     exe = Path(sys.executable).with_name("wsvad")
     if not exe.exists():
         pytest.fail(f"{exe} missing: the console script comes with `pip install -e .` (scripts/setup.sh)")
@@ -76,7 +68,7 @@ def test_quiet_and_the_console_script(run, tmp_path, capsys):
 def test_info_summarises_the_store(run, capsys):
     assert main(["info", str(run["store"]), "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "i3d_r50 (i3d), 2048-d, 1 crop(s)" in text
+    assert "backbone   i3res50 (i3d; family rtfm_i3d_r50), 2048-d, 1 view(s): center" in text
     assert "videos     6: test 2, train 4; abnormal 3, normal 3" in text
     assert "snippets   24 (per video min 4, median 4, max 4)" in text
     assert "RANDOM-INIT" in text
@@ -84,6 +76,7 @@ def test_info_summarises_the_store(run, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["videos"] == 6 and info["dim"] == 2048 and info["non_finite"] == {}
     assert info["recipe"]["clip_len"] == 8 and info["provenance"]["weights"] == "random-init"
+    assert (info["kind"], info["family"], info["views"]) == ("i3d", "rtfm_i3d_r50", ["center"])
 
 
 def test_info_check_finds_damaged_arrays(run, tmp_path, capsys):
@@ -92,6 +85,18 @@ def test_info_check_finds_damaged_arrays(run, tmp_path, capsys):
     z[0, 1, :3] = np.inf
     assert main(["info", str(store), "--check", "--quiet"]) == 1
     assert f"1 video(s) with NaN/inf: {run['video_id']} (3)" in capsys.readouterr().out
+
+
+def test_info_check_accepts_float32_stores(tmp_path, capsys):
+    from wsvad_core.features.store import finalize_store, write_video_array
+
+    store = tmp_path / "f32.zarr"
+    write_video_array(store, "v", np.ones((1, 3, 4), np.float32),
+                      {"n_frames": 48, "fps": 25.0, "label": 0, "split": "test"}, dtype="float32")
+    finalize_store(store, {"recipe": {"store_dtype": "float32", "kind": "i3d"}, "views": ["center"]})
+    assert main(["info", str(store), "--check", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "check      all values finite" in out and "not written by wsvad" not in out
 
 
 @pytest.mark.parametrize("case", ["corrupt video", "missing video", "not a run", "not a store"])

@@ -28,37 +28,67 @@ def test_shipped_config_passes(config):
 
 
 def test_overrides_resolve(config):
-    r = recipe(config, "demo", "i3d_r50")
+    r = recipe(config, "demo", "rtfm_i3d_r50")
     assert r["crop_size"] == 112 and r["crops"] == "center" and r["clip_len"] == 16
-    assert r["family"] == "i3d" and r["weights"] is None
+    assert r["interpolation"] == "bilinear" and r["views"] == ["center"]  # demo overrides
+    assert (r["kind"], r["family"], r["backbone"]) == ("i3d", "rtfm_i3d_r50", "i3res50") and r["weights"] is None
     # the shared recipe names only what differs from the backbone; the rest comes from its card
-    assert "crop_size" not in config["feature_sets"]["i3d_r50"]
-    assert recipe(config, "ucf_crime", "i3d_r50")["crop_size"] == 224 == backbone_card("i3d_r50").defaults["crop_size"]
-    assert recipe(config, "ucf_crime", "i3d_r50")["crops"] == "ten"  # feature_sets.i3d_r50
+    assert "crop_size" not in config["feature_sets"]["rtfm_i3d_r50"]
+    ucf = recipe(config, "ucf_crime", "rtfm_i3d_r50")
+    assert ucf["crop_size"] == 224 == backbone_card("i3res50").defaults["crop_size"]
+    # feature_sets.rtfm_i3d_r50: the published recipe (340x256 PIL Lanczos, ten crops in TenCrop's order)
+    assert ucf["resize"] == [340, 256] and ucf["interpolation"] == "pil_lanczos" and ucf["t_rule"] == "ceil_loop"
+    assert ucf["views"] == ["tl", "tr", "bl", "br", "center", "flip_tr", "flip_tl", "flip_br", "flip_bl",
+                            "flip_center"]
     demo = config["datasets"]["demo"]["method_overrides"]["rtfm"]
     assert method_overrides(config, "demo", "rtfm") == demo
     # the top-level methods block applies to every dataset; a dataset's own overrides win
     config["methods"] = {"rtfm": {"max_steps": 7, "lr": 0.01}}
     assert method_overrides(config, "demo", "rtfm") == {**demo, "lr": 0.01}
     assert method_overrides(config, "ucf_crime", "rtfm") == {"max_steps": 7, "lr": 0.01}
-    assert ("s3r", "clip_vitb16", 0) in runs(config, "demo")
+    assert ("s3r", "vadclip_vitb16", 0) in runs(config, "demo")
+
+
+def test_shipped_feature_sets_resolve_to_their_families(config):
+    """Every preset of config/feature_sets.yaml is a valid recipe of the family its backbone
+    reproduces (the feature-set renames of issue 11)."""
+    from wsvad_core.config import feature_kind
+
+    want = {"rtfm_i3d_r50": ("i3res50", "rtfm_i3d_r50"), "gowtham_i3d_r50": ("i3res50", "rtfm_i3d_r50"),
+            "urdmu_i3d": ("i3d_inception_i3dpt", "kinetics_i3d"),
+            "deepmil_i3d": ("i3d_inception_piergiaj", "kinetics_i3d"),
+            "xd_i3d": ("i3d_inception_piergiaj", "kinetics_i3d"),
+            "vadclip_vitb16": ("openai_clip_vitb16", "vadclip_vitb16"),
+            "vadclip_vitb16_frames": ("openai_clip_vitb16", "vadclip_vitb16"),
+            "pytorchvideo_i3d_r50": ("pytorchvideo_i3d_r50", "pytorchvideo_i3d_r50"),
+            "openclip_vitb16": ("openclip_vitb16", "openclip_vitb16"),
+            "timesformer": ("timesformer", "timesformer")}
+    for fs, (backbone, family) in want.items():
+        r = recipe(config, "ucf_crime", fs)
+        assert (r["backbone"], r["family"]) == (backbone, family), fs
+        assert feature_kind(config, fs) == r["kind"]
+    assert recipe(config, "ucf_crime", "xd_i3d")["views"] == ["center", "tl", "tr", "bl", "br"]
+    assert recipe(config, "ucf_crime", "vadclip_vitb16_frames")["clip_len"] == 1
+    for old in ("i3d_r50", "clip_vitb16", "i3d_kinetics", "i3d_r50_p2x3"):
+        assert old not in config["feature_sets"]
 
 
 def test_run_feature_sets_restrict_and_are_checked(config):
     demo_runs = runs(config, "demo")
-    # restricted: MGFN runs on I3D only, MIL (unrestricted) on both families
-    assert [fs for m, fs, _ in demo_runs if m == "mgfn"] == ["i3d_r50"]
-    assert {fs for m, fs, _ in demo_runs if m == "mil"} == {"i3d_r50", "clip_vitb16"}
+    # restricted: MGFN runs on I3D only, MIL (restricted to two) on both families
+    assert [fs for m, fs, _ in demo_runs if m == "mgfn"] == ["rtfm_i3d_r50"]
+    assert {fs for m, fs, _ in demo_runs if m == "mil"} == {"rtfm_i3d_r50", "vadclip_vitb16"}
     # no run on a feature family the method rejects (VadCLIP: CLIP only; patches: never a run)
-    assert {fs for m, fs, _ in demo_runs if m == "vadclip"} == {"clip_vitb16"}
-    assert not any(fs == "i3d_r50_p2x3" for _, fs, _ in demo_runs)
+    assert {fs for m, fs, _ in demo_runs if m == "vadclip"} == {"vadclip_vitb16"}
+    assert not any(fs == "urdmu_i3d_p2x3" for _, fs, _ in demo_runs)
     bad = copy.deepcopy(config)
-    bad["datasets"]["demo"]["run_feature_sets"]["vadclip"] = ["i3d_r50"]
-    with pytest.raises(ConfigError, match="vadclip does not accept 'i3d_r50'"):
+    bad["datasets"]["demo"]["run_feature_sets"]["vadclip"] = ["rtfm_i3d_r50"]
+    with pytest.raises(ConfigError, match="vadclip does not accept 'rtfm_i3d_r50'"):
         check_config(bad)
     bad = copy.deepcopy(config)
     bad["datasets"]["demo"]["run_feature_sets"]["mgfn"] = ["i3d_r5O"]
-    with pytest.raises(ConfigError, match="'i3d_r5O' is not one of this dataset's feature sets"):
+    # a misspelt feature set names the key and the name
+    with pytest.raises(ConfigError, match=r"datasets\.demo\.run_feature_sets\.mgfn: .*'i3d_r5O'"):
         check_config(bad)
 
 

@@ -127,11 +127,11 @@ def test_budget_error_message_says_what_to_lower():
 
 
 def test_vram_guard_converts_oom():
-    hint = dv.feature_batch_hint("clip_vitb16")
+    hint = dv.feature_batch_hint("vadclip_vitb16")
     with pytest.raises(dv.BudgetExceededError) as info:
         with dv.vram_guard(hint, device="cpu", budget_mb=6144):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
-    assert "feature_sets.clip_vitb16.batch_size" in str(info.value)
+    assert "feature_sets.vadclip_vitb16.batch_size" in str(info.value)
     assert isinstance(info.value.__cause__, torch.cuda.OutOfMemoryError)
     assert info.value.setting_hint == hint
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from seeded_weights import load_layout, seeded_state_dict
 
+from seeded_weights import load_layout, seeded_state_dict
 from wsvad_core.errors import WeightsMismatchError
 from wsvad_core.features.backbones import create_backbone
 from wsvad_core.features.decode import SnippetReader
@@ -38,6 +38,10 @@ CASES = {
     "xd_piergiaj": ("xd_i3d", lambda a: a),                                 # official (crops __k, T, D)
     "vadclip_vitb16": ("vadclip_vitb16_frames", lambda a: a),               # official (views __k, frames, D)
 }
+# xd_i3d is a reconstruction (the XD-Violence script is unreleased) and stores float16 as wsvad's
+# other extracted sets do; the 1e-4 comparison is of the computation, so it is stored as float32
+# here. The presets that claim an extractor exactly store float32 themselves (asserted below).
+STORE_AS_FLOAT32 = {"xd_piergiaj"}
 
 
 def weights_file(fixture: str, folder: Path) -> Path:
@@ -56,7 +60,8 @@ def recipe(preset: str, weights: Path, **changes) -> dict:
 def test_extraction_equals_the_official_extractor(fixture, tmp_path):
     preset, to_ours = CASES[fixture]
     official = np.load(FIXTURES / fixture / "official.npz")
-    r = recipe(preset, weights_file(fixture, tmp_path))
+    changes = {"store_dtype": "float32"} if fixture in STORE_AS_FLOAT32 else {}
+    r = recipe(preset, weights_file(fixture, tmp_path), **changes)
     row = {"video_id": "v", "path": str(VIDEO), "n_frames": None, "fps": None, "label": 0, "split": "test"}
     extract_videos([row], r, tmp_path / "store", "cpu", progress=False)
     finalize_store(tmp_path / "store", {"recipe": r, "views": r["views"]})

@@ -16,7 +16,7 @@ from wsvad_core.features.backbones import create_backbone
 from wsvad_core.features.decode import SnippetReader
 from wsvad_core.features.extract import extract_shard, extract_videos
 from wsvad_core.features.store import finalize_from_shards, finalize_store, list_written_videos, open_store
-from wsvad_core.features.transforms import preprocess
+from wsvad_core.features.transforms import host_transform, preprocess
 from wsvad_core.recipes import normalize_recipe, recipe_fingerprint
 
 
@@ -32,7 +32,7 @@ def videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def i3d():
-    return create_backbone("i3d_r50", normalize_recipe(I3D))
+    return create_backbone("i3res50", normalize_recipe(I3D))
 
 
 def test_extract_i3d_matches_direct_computation(videos, i3d, tmp_path):
@@ -51,9 +51,10 @@ def test_extract_i3d_matches_direct_computation(videos, i3d, tmp_path):
 
     # the stored features are what decode -> preprocess -> backbone gives, snippet by snippet
     r = normalize_recipe(I3D)
-    reader = SnippetReader(videos[0]["path"], r["clip_len"], r["stride"], r["frames_per_snippet"])
+    reader = SnippetReader(videos[0]["path"], r["clip_len"], r["stride"], r["frames_per_snippet"], r["t_rule"],
+                           host_transform(r))
     frames = torch.cat(list(reader.batches(8)))
-    x = preprocess(frames, r["resize"], r["crop_size"], r["crops"], r["mean"], r["std"])
+    x = preprocess(frames, r)
     with torch.inference_mode():
         direct = i3d.embed(x[:, 0]).numpy()                     # (T, D)
     np.testing.assert_allclose(fs["v0"][0].astype(np.float32), direct, rtol=2e-3, atol=2e-3)
@@ -96,7 +97,7 @@ def test_shards_and_finalize(videos, tmp_path):
     from wsvad_core.shards import shard_of
 
     sd = tmp_path / "features" / "i3d.zarr"
-    recipe = {**I3D, "name": "i3d_tiny", "family": "i3d"}
+    recipe = {**I3D, "name": "i3d_tiny", "family": "i3d"}  # a family the recipe names
     markers = []
     assert [shard_of(v["video_id"], 3) for v in videos] == [1, 0, 0]  # 3 shards: one of them empty
     for shard in range(3):  # each shard job gets its rows from the DAG (rules/common.smk)
@@ -110,6 +111,8 @@ def test_shards_and_finalize(videos, tmp_path):
     assert m[0]["provenance"] == {"weights": "random-init", "init_seed": 0}
     assert m[0]["recipe_fingerprint"] == recipe_fingerprint(recipe)
     assert m[0]["store_attrs"]["recipe"] == normalize_recipe(recipe)
+    assert (m[0]["store_attrs"]["kind"], m[0]["store_attrs"]["family"], m[0]["store_attrs"]["views"]) == \
+        ("i3d", "i3d", ["center"])
 
     finalize_from_shards(markers, sd / "zarr.json")
     fs = open_store(sd)
@@ -151,22 +154,49 @@ def test_recipe_fingerprint():
     assert recipe_fingerprint({**I3D, "crop_size": 24, "resize": 24}) != base
     assert recipe_fingerprint({**I3D, "init_seed": 1}) != base
     # defaults filled in = written out
-    full = {"backbone": "i3d_r50", "clip_len": 16, "stride": 16, "frames_per_snippet": 16, "crops": "center",
-            "resize": 256, "crop_size": 224, "mean": [0.45] * 3, "std": [0.225] * 3, "weights": None}
-    assert recipe_fingerprint({"backbone": "i3d_r50"}) == recipe_fingerprint(full)
+    full = {"backbone": "i3res50", "clip_len": 16, "stride": 16, "frames_per_snippet": 16, "crops": "center",
+            "resize": 256, "crop_size": 224, "mean": [0.45] * 3, "std": [0.225] * 3, "weights": None,
+            "t_rule": "ceil_loop", "interpolation": "bilinear", "jpeg": None, "store_dtype": "float16"}
+    assert recipe_fingerprint({"backbone": "i3res50"}) == recipe_fingerprint(full)
+    # the keys that change the pixels or the stored values change the fingerprint
+    for change in ({"t_rule": "floor"}, {"interpolation": "pil_lanczos"}, {"store_dtype": "float32"},
+                   {"jpeg": {"encoder": "opencv", "quality": 95}}, {"crops": "ten"}, {"resize": [40, 32]},
+                   {"crops": ["tl", "tr"]}, {"family": "other"}):
+        assert recipe_fingerprint({**I3D, **change}) != base, change
 
 
 @pytest.mark.parametrize("change,msg", [
     ({"frames_per_snippet": 4}, "frames_per_snippet must equal clip_len"),
     ({"frames_per_snippet": 9}, r"must be in \[1, clip_len=8\]"),
-    ({"resize": 16}, "resize .* must be >= crop_size"),
-    ({"crops": "five"}, "crops must be"),
-    ({"family": "clip"}, "does not match backbone"),
+    ({"resize": 16}, r"resize 16 must be at least crop_size \(32\)"),
+    ({"resize": [40, 24]}, r"resize \[40, 24\] must be at least crop_size"),
+    ({"crops": "five"}, "crops must be one of"),
+    ({"crops": ["tl", "centre"]}, r"\['centre'\] unknown"),
+    ({"t_rule": "round"}, "t_rule must be one of"),
+    ({"interpolation": "nearest"}, "interpolation must be one of"),
+    ({"store_dtype": "float64"}, "store_dtype must be one of"),
+    ({"jpeg": {"encoder": "pil", "quality": 95}}, "jpeg must be"),
+    ({"patch_grid": [2, 3], "crops": "ten"}, "crops must be 'center'"),
     ({"backbone": "resnet"}, "unknown backbone"),
 ])
 def test_bad_recipes(change, msg):
     with pytest.raises((ValueError, KeyError), match=msg):
         normalize_recipe({**I3D, **change})
+
+
+def test_normalized_recipe_names_kind_family_and_views():
+    r = normalize_recipe(I3D)
+    assert (r["kind"], r["family"], r["views"]) == ("i3d", "rtfm_i3d_r50", ["center"])
+    # the family is the backbone's unless the recipe names one; the kind always follows the backbone
+    assert normalize_recipe({**I3D, "family": "my_i3d"})["family"] == "my_i3d"
+    assert normalize_recipe({**I3D, "kind": "clip"})["kind"] == "i3d"
+    assert normalize_recipe({**I3D, "crops": "ten"})["views"][5:] == ["flip_tr", "flip_tl", "flip_center",
+                                                                     "flip_br", "flip_bl"]
+    assert normalize_recipe(CLIP)["kind"] == "clip" and normalize_recipe(CLIP)["family"] == "vadclip_vitb16"
+    # a patch grid makes the store kind <kind>_patch, one view per cell in raster order
+    p = normalize_recipe({**I3D, "patch_grid": [2, 3]})
+    assert p["kind"] == "i3d_patch" and p["views"] == ["cell_0_0", "cell_0_1", "cell_0_2", "cell_1_0",
+                                                       "cell_1_1", "cell_1_2"]
 
 
 def test_cpu_conv3d_forwards_are_small_and_give_the_same_features(monkeypatch):

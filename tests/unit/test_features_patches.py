@@ -1,6 +1,6 @@
 """Patch-level features (features/patches.py): grid geometry on hand-made images, the recipe
-rules, extraction into the (patches, T, D) layout, the stacked store, and the TimeSformer
-backbone."""
+rules (a ``patch_grid`` makes a recipe's kind ``<kind>_patch``), extraction into the (patches, T, D)
+layout, the stacked store, and the TimeSformer backbone."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +17,7 @@ from wsvad_core.features.transforms import preprocess
 from wsvad_core.grids import grid_code, parse_grid
 from wsvad_core.recipes import normalize_recipe, recipe_fingerprint
 
-PATCH = {"backbone": "i3d_r50_patch", "patch_grid": [1, 2], "clip_len": 8, "stride": 8,
+PATCH = {"backbone": "i3res50", "patch_grid": [1, 2], "clip_len": 8, "stride": 8,
          "frames_per_snippet": 8, "crops": "center", "resize": 32, "crop_size": 32,
          "batch_size": 2, "weights": None, "init_seed": 0}
 
@@ -71,31 +71,53 @@ def test_grid_patches_resizes_each_cell_alone():
 
 def test_preprocess_patch_layout():
     frames = torch.randint(0, 255, (2, 4, 30, 40, 3), dtype=torch.uint8)
-    x = preprocess(frames, 30, 8, "center", [0.5] * 3, [0.25] * 3, patch_grid=(3, 4))
+    r = {"resize": 30, "crop_size": 8, "crops": "center", "mean": [0.5] * 3, "std": [0.25] * 3,
+         "patch_grid": (3, 4)}
+    x = preprocess(frames, r)
     assert x.shape == (2, 12, 3, 4, 8, 8)  # (N, patches, C, T, S, S)
     # patch 5 = row 1, col 1: the cell (10:20, 10:20) of the normalised frame, exact at size 10
-    y = preprocess(frames, 30, 10, "center", [0.5] * 3, [0.25] * 3, patch_grid=(3, 4))
+    y = preprocess(frames, {**r, "crop_size": 10})
     ref = (frames[0, 0, 10:20, 10:20].permute(2, 0, 1).float() / 255 - 0.5) / 0.25
     assert torch.allclose(y[0, 5, :, 0], ref, atol=1e-5)
+    # one view per patch: a patch recipe with crop views is refused before any extraction
     with pytest.raises(ValueError, match="one view per patch"):
-        preprocess(frames, 30, 8, "ten", [0.5] * 3, [0.25] * 3, patch_grid=(2, 2))
+        normalize_recipe({**PATCH, "crops": "ten"})
 
 
 def test_recipe_rules():
+    # a patch grid on a snippet backbone: kind <kind>_patch, the backbone's family, one view per cell
     r = normalize_recipe(PATCH)
-    assert r["family"] == "i3d_patch" and r["patch_grid"] == [1, 2]
+    assert r["kind"] == "i3d_patch" and r["family"] == "rtfm_i3d_r50" and r["patch_grid"] == [1, 2]
+    assert r["views"] == ["cell_0_0", "cell_0_1"]
     assert normalize_recipe({**PATCH, "patch_grid": "3x5"})["patch_grid"] == [3, 5]
     assert recipe_fingerprint(PATCH) != recipe_fingerprint({**PATCH, "patch_grid": [2, 1]})
-    with pytest.raises(ValueError, match="needs patch_grid"):
-        normalize_recipe({k: v for k, v in PATCH.items() if k != "patch_grid"})
+    with pytest.raises(ValueError, match="patch grid"):
+        normalize_recipe({**PATCH, "patch_grid": [0, 2]})
     with pytest.raises(ValueError, match="crops must be 'center'"):
         normalize_recipe({**PATCH, "crops": "ten"})
-    snippet = {**PATCH, "backbone": "i3d_r50"}
-    with pytest.raises(ValueError, match="use i3d_r50_patch"):
-        normalize_recipe(snippet)
-    del snippet["patch_grid"]
-    # snippet recipes get no patch key, so their fingerprints (and stores) are unchanged
-    assert "patch_grid" not in normalize_recipe(snippet)
+    # the same backbone without a grid is a snippet recipe of the backbone's kind
+    snippet = {k: v for k, v in PATCH.items() if k != "patch_grid"}
+    assert normalize_recipe(snippet)["kind"] == "i3d" and normalize_recipe(snippet)["views"] == ["center"]
+    # snippet recipes get no patch key (patch_grid: null is dropped), so their fingerprints (and
+    # stores) are unchanged
+    assert "patch_grid" not in normalize_recipe({**snippet, "patch_grid": None})
+    assert recipe_fingerprint({**snippet, "patch_grid": None}) == recipe_fingerprint(snippet)
+    assert recipe_fingerprint(snippet) != recipe_fingerprint(PATCH)
+
+
+def test_shipped_patch_presets_are_rtfm_i3d_r50_grids():
+    """config/feature_sets.yaml: SSRL's 2x3 / 3x5 / 4x7 grids of the RTFM I3D (I3Res50): patch
+    stores of kind i3d_patch in the snippet features' family, so that select_patch_stores pairs them."""
+    import yaml
+
+    from configs import REPO
+
+    presets = yaml.safe_load((REPO / "config" / "feature_sets.yaml").read_text())["feature_sets"]
+    snippet = normalize_recipe({**presets["rtfm_i3d_r50"], "name": "rtfm_i3d_r50"})
+    for name, grid in (("rtfm_i3d_r50_p2x3", [2, 3]), ("rtfm_i3d_r50_p3x5", [3, 5]), ("rtfm_i3d_r50_p4x7", [4, 7])):
+        r = normalize_recipe({**presets[name], "name": name})
+        assert (r["backbone"], r["kind"], r["patch_grid"]) == ("i3res50", "i3d_patch", grid), name
+        assert r["family"] == snippet["family"] == "rtfm_i3d_r50" and len(r["views"]) == grid[0] * grid[1]
 
 
 def test_extract_patch_store_layout(tmp_path):
@@ -103,9 +125,10 @@ def test_extract_patch_store_layout(tmp_path):
     rows = [{"video_id": "v", "path": path, "n_frames": 16, "fps": 25.0, "label": 1,
              "split": "test"}]
     recipe = normalize_recipe(PATCH)
-    backbone = create_backbone("i3d_r50_patch", recipe)
+    backbone = create_backbone("i3res50", recipe)
     extract_videos(rows, recipe, tmp_path / "s.zarr", progress=False, backbone=backbone)
-    finalize_store(tmp_path / "s.zarr", {"recipe": recipe, "family": recipe["family"]})
+    finalize_store(tmp_path / "s.zarr", {"recipe": recipe, "kind": recipe["kind"], "family": recipe["family"],
+                                         "views": recipe["views"]})
     store = open_store(tmp_path / "s.zarr")
     feats = store["v"]
     assert feats.shape == (2, 2, 2048)  # (rows*cols patches, T, D)
@@ -115,7 +138,7 @@ def test_extract_patch_store_layout(tmp_path):
 
     reader = SnippetReader(path, 8, 8, 8)
     clips = next(iter(reader.batches(2)))
-    x = preprocess(clips, 32, 32, "center", recipe["mean"], recipe["std"], patch_grid=(1, 2))
+    x = preprocess(clips, recipe)
     with torch.inference_mode():
         ref = backbone.embed(x[:, 1])
     np.testing.assert_allclose(feats[1], ref.numpy().astype(np.float16), rtol=2e-3, atol=2e-3)
@@ -125,36 +148,42 @@ def test_extract_patch_store_layout(tmp_path):
 def _store(path, arrays, recipe):
     for vid, a in arrays.items():
         write_video_array(path, vid, a, {"n_frames": a.shape[1] * 16})
-    finalize_store(path, {"recipe": recipe, "family": recipe.get("family")})
+    finalize_store(path, {"recipe": recipe, "kind": recipe.get("kind"), "family": recipe.get("family")})
     return open_store(path)
+
+
+FAMILY = "rtfm_i3d_r50"
 
 
 def test_stacked_store_and_selection(tmp_path):
     rng = np.random.default_rng(0)
     snip = _store(tmp_path / "a.zarr", {"x": rng.random((3, 5, 8)), "y": rng.random((3, 2, 8))},
-                  {"family": "i3d"})
+                  {"kind": "i3d", "family": FAMILY})
     g23 = _store(tmp_path / "b.zarr", {"x": rng.random((6, 5, 8)), "y": rng.random((6, 2, 8))},
-                 {"family": "i3d_patch", "patch_grid": [2, 3]})
+                 {"kind": "i3d_patch", "family": FAMILY, "patch_grid": [2, 3]})
     g12 = _store(tmp_path / "c.zarr", {"x": rng.random((2, 5, 8)), "y": rng.random((2, 2, 8))},
-                 {"family": "i3d_patch", "patch_grid": [1, 2]})
-    picked = select_patch_stores([g12, g23], [23, (1, 2)], "i3d")
+                 {"kind": "i3d_patch", "family": FAMILY, "patch_grid": [1, 2]})
+    picked = select_patch_stores([g12, g23], [23, (1, 2)], "i3d", FAMILY)
     assert [s.path for s in picked] == [g23.path, g12.path]
     st = StackedStore([snip, *picked])
     assert st.parts == [3, 6, 2] and st.crops == 11 and st.dim == 8 and st.shape("x") == (11, 5, 8)
     np.testing.assert_array_equal(st["y"], np.concatenate([snip["y"], g23["y"], g12["y"]]))
     assert "y" in st and list(st) == ["x", "y"]
     with pytest.raises(FeatureError, match=r"patch_grid \[3, 5\]"):
-        select_patch_stores([g23], [35], "i3d")
+        select_patch_stores([g23], [35], "i3d", FAMILY)
     with pytest.raises(FeatureError, match="holds 'i3d_patch' features"):
-        select_patch_stores([g23], [23], "clip")
+        select_patch_stores([g23], [23], "clip", FAMILY)
+    # patches of another network than the snippet features (same kind, other family)
+    with pytest.raises(FeatureError, match="of family 'rtfm_i3d_r50', the snippet store of family 'kinetics_i3d'"):
+        select_patch_stores([g23], [23], "i3d", "kinetics_i3d")
     with pytest.raises(FeatureError, match="not a patch store"):
-        select_patch_stores([snip], [23], "i3d")
+        select_patch_stores([snip], [23], "i3d", FAMILY)
     short = _store(tmp_path / "d.zarr", {"x": rng.random((2, 4, 8)), "y": rng.random((2, 2, 8))},
-                   {"family": "i3d_patch", "patch_grid": [1, 2]})
+                   {"kind": "i3d_patch", "family": FAMILY, "patch_grid": [1, 2]})
     with pytest.raises(FeatureError, match="different snippet counts"):
         StackedStore([snip, short])["x"]
     lacking = _store(tmp_path / "e.zarr", {"x": rng.random((2, 5, 8))},
-                     {"family": "i3d_patch", "patch_grid": [1, 2]})
+                     {"kind": "i3d_patch", "family": FAMILY, "patch_grid": [1, 2]})
     with pytest.raises(FeatureError, match="lacks 1 videos"):
         StackedStore([snip, lacking])
 
@@ -164,7 +193,7 @@ TSF = {"backbone": "timesformer", "crop_size": 32, "resize": 32, "frames_per_sni
 
 
 def test_timesformer_backbone_shapes_seed_and_weights(tmp_path, monkeypatch):
-    from wsvad_core.features.backbones import TimeSformer
+    from wsvad_core.features.backbones.timesformer import TimeSformer
 
     # the real module at depth 1 (TimeSformer-Base has 12): same code path, a fraction of the time
     monkeypatch.setattr(TimeSformer, "ARCH", {**TimeSformer.ARCH, "num_hidden_layers": 1})

@@ -38,7 +38,7 @@ def test_round_trip(tmp_path):
     write_video_array(sd, "vid_a", a, attrs(1, "test", klass=np.int64(3)))
     write_video_array(sd, "vid_b", b, attrs())
     assert not (sd / "zarr.json").exists()  # shards never write the root metadata
-    root_attrs = {"recipe": {"backbone": "i3d_r50", "mean": (0.45, 0.45, 0.45)},
+    root_attrs = {"recipe": {"backbone": "i3res50", "mean": (0.45, 0.45, 0.45)},
                   "provenance": {"weights": "random-init", "init_seed": 0}}
     finalize_store(sd, root_attrs, ["vid_a", "vid_b"])
 
@@ -68,6 +68,33 @@ def test_round_trip(tmp_path):
     assert g["vid_b"].dtype == np.float16
     root = json.loads((sd / "zarr.json").read_text())
     assert root["node_type"] == "group" and "consolidated_metadata" in root
+
+
+def test_float32_store_and_named_views(tmp_path):
+    """store_dtype float32 (the presets that reproduce an extractor exactly) keeps the values
+    exactly; a store names the view of each crop index, and test_views resolve through it."""
+    sd = tmp_path / "f32.zarr"
+    a = feats(crops=3, t=4) * 1e3 + 1e-3   # float16 would round these
+    write_video_array(sd, "v", a, attrs(), dtype="float32")
+    finalize_store(sd, {"views": ["center", "tl", "flip_center"]})
+    fs = open_store(sd)
+    assert fs["v"].dtype == np.float32 and np.array_equal(fs["v"], a)
+    assert list_written_videos(sd)["v"]["data_type"] == "float32"
+    assert fs.view_indices(["flip_center", "center"]) == [2, 0]
+    with pytest.raises(FeatureError, match=r"has no view \['br'\] \(its views: \['center', 'tl', 'flip_center'\]\)"):
+        fs.view_indices(["br"])
+    with pytest.raises(ValueError, match="store dtype 'float64'"):
+        write_video_array(sd, "w", a, attrs(), dtype="float64")
+    # a store made before views had names cannot resolve them
+    old = tmp_path / "old.zarr"
+    write_video_array(old, "v", feats(), attrs())
+    finalize_store(old, {})
+    with pytest.raises(FeatureError, match="does not name its views"):
+        open_store(old).view_indices(["center"])
+    # one store, one dtype
+    write_video_array(sd, "w", feats(crops=3, t=4), attrs())          # float16
+    with pytest.raises(FeatureError, match=r"arrays disagree .*dtypes \['float16', 'float32'\]"):
+        finalize_store(sd, {})
 
 
 def test_open_store_accepts_its_zarr_json(tmp_path):

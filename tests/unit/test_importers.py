@@ -9,7 +9,14 @@ from benchmark_files import bench, benchmark_files
 from published_features import fabricate_published_features
 from wsvad_core.data.benchmarks import benchmark_videos
 from wsvad_core.errors import FeatureError
-from wsvad_core.features.importers import import_shard, import_videos, normalize_import_spec, video_feature_paths
+from wsvad_core.features.importers import (
+    IMPORT_LAYOUTS,
+    import_shard,
+    import_videos,
+    normalize_import_spec,
+    store_views,
+    video_feature_paths,
+)
 from wsvad_core.features.store import finalize_from_shards, open_store
 
 UCF_LISTS = benchmark_files("ucf_crime")
@@ -35,7 +42,7 @@ RTFM = {"file_layout": "rtfm", "train": "UCF_Train_ten_crop_i3d/{video}_i3d.npy"
         "test": "UCF_Test_ten_crop_i3d/{video}_i3d.npy"}
 URDMU = {"file_layout": "urdmu", "train": "{folder}/{video}__{crop}.npy", "test": "{folder}/{video}__{crop}.npy"}
 VADCLIP = {"file_layout": "vadclip", "train": "{folder}/{video}__{crop}.npy",
-           "test": "{folder}/{video}__{crop}.npy", "test_crops": [5]}
+           "test": "{folder}/{video}__{crop}.npy"}
 
 
 @pytest.mark.parametrize("raw", [RTFM, URDMU, VADCLIP], ids=["rtfm", "urdmu", "vadclip"])
@@ -128,14 +135,43 @@ def test_spec_errors_name_the_key():
     # the old key name is an unknown key now (the dataset layout is `layout`, the files' `file_layout`)
     with pytest.raises(ValueError, match=r"x: unknown key\(s\) \['layout'\]"):
         normalize_import_spec({**URDMU, "layout": "urdmu", "root": "/r"}, "x")
-    with pytest.raises(ValueError, match=r"x\.test_crops"):
-        normalize_import_spec({**VADCLIP, "root": "/r", "crops": [0], "test_crops": [5]}, "x")
+    # which views a dataset scores at test time is the dataset's test_views now, not an import key
+    with pytest.raises(ValueError, match=r"x: unknown key\(s\) \['test_crops'\]"):
+        normalize_import_spec({**VADCLIP, "root": "/r", "test_crops": [5]}, "x")
     assert normalize_import_spec({**URDMU, "root": "/r", "crops": 5})["crops"] == [0, 1, 2, 3, 4]
+    # views name every crop index of the files, distinct names of features/transforms.py's views
+    with pytest.raises(ValueError, match=r"x\.views: .* must name every crop index"):
+        normalize_import_spec({**URDMU, "root": "/r", "crops": 5, "views": ["center", "tl", "tr", "bl"]}, "x")
+    with pytest.raises(ValueError, match=r"x\.views"):
+        normalize_import_spec({**URDMU, "root": "/r", "crops": 2, "views": ["center", "middle"]}, "x")
+    with pytest.raises(ValueError, match=r"x\.views"):
+        normalize_import_spec({**URDMU, "root": "/r", "crops": 2, "views": ["tl", "tl"]}, "x")
+    with pytest.raises(ValueError, match=r"x\.crops"):
+        normalize_import_spec({**URDMU, "root": "/r", "crops": [1, 1]}, "x")
+
+
+def test_layouts_name_their_views_and_families():
+    """Each published layout's file crop k has a view name (and the store made of crops [k, ...]
+    names those views): TenCrop's order for RTFM, the oversample order for UR-DMU, VadCLIP's
+    crop.py order (its UCF test crop __5 is the mirrored centre)."""
+    fams = {k: (v["kind"], v["family"], v["dim"]) for k, v in IMPORT_LAYOUTS.items()}
+    assert fams == {"rtfm": ("i3d", "rtfm_i3d_r50", 2048), "urdmu": ("i3d", "kinetics_i3d", 1024),
+                    "vadclip": ("clip", "vadclip_vitb16", 512)}
+    vadclip = normalize_import_spec({**VADCLIP, "root": "/r"})
+    assert (vadclip["kind"], vadclip["family"]) == ("clip", "vadclip_vitb16")
+    assert vadclip["views"][5] == "flip_center" and vadclip["views"][0] == "center"
+    assert store_views(normalize_import_spec({**VADCLIP, "root": "/r", "crops": [5, 0]})) == ["flip_center", "center"]
+    rtfm = normalize_import_spec({**RTFM, "root": "/r"})
+    assert store_views(rtfm) == ["tl", "tr", "bl", "br", "center", "flip_tr", "flip_tl", "flip_br", "flip_bl",
+                                 "flip_center"]
+    # XD-Violence's five crops, __0 the centre: a spec names its files' views
+    xd = normalize_import_spec({**URDMU, "root": "/r", "crops": 5, "views": ["center", "tl", "tr", "bl", "br"]})
+    assert store_views(xd) == ["center", "tl", "tr", "bl", "br"]
 
 
 def test_shards_and_merge_record_provenance(tmp_path, ucf):
     spec = normalize_import_spec({**RTFM, "root": str(tmp_path / "f")})
-    recipe = {"name": "i3d_r50", "backbone": "i3d_r50", "family": "i3d", "clip_len": 16}
+    recipe = {"name": "rtfm_i3d_r50", "backbone": "i3res50", "family": "rtfm_i3d_r50", "clip_len": 16}
     videos = rows(pick(ucf, 3, 3))
     fabricate_published_features(videos, spec, {v["video_id"]: 2 for v in videos})
     store = tmp_path / "x.zarr"
@@ -147,8 +183,11 @@ def test_shards_and_merge_record_provenance(tmp_path, ucf):
     fs = open_store(store)
     assert len(fs) == 6 and fs.crops == 10 and fs.dim == 2048
     assert fs.attrs["provenance"]["weights"] == "published:rtfm"
-    assert "RTFM" in fs.attrs["provenance"]["source"] and fs.attrs["recipe"]["family"] == "i3d"
-    assert fs.attrs["import"]["file_layout"] == "rtfm" and fs.attrs["import"]["test_crops"] is None
+    assert "RTFM" in fs.attrs["provenance"]["source"] and fs.attrs["recipe"]["name"] == "rtfm_i3d_r50"
+    assert (fs.attrs["kind"], fs.attrs["family"]) == ("i3d", "rtfm_i3d_r50")
+    assert fs.attrs["import"]["file_layout"] == "rtfm" and fs.attrs["views"] == IMPORT_LAYOUTS["rtfm"]["views"]
+    # the store's views resolve to crop indices (evaluation's test_views)
+    assert fs.view_indices(["center", "flip_center"]) == [4, 9]
     # a shard imported with other settings is refused by name
     m = json.loads((tmp_path / "1.json").read_text())
     m["recipe_fingerprint"] = "0" * 64

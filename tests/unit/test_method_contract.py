@@ -171,13 +171,13 @@ def test_cards_are_read_without_torch(tmp_path):
     import sys
 
     code = ("import sys; from wsvad_core.cards import method_card, backbone_card; "
-            "c = method_card('s3r'); b = backbone_card('i3d_r50'); "
-            "assert 'torch' not in sys.modules; print(c.needs_dictionary, c.accepts, b.kind, b.dim)")
+            "c = method_card('s3r'); b = backbone_card('i3res50'); "
+            "assert 'torch' not in sys.modules; print(c.needs_dictionary, c.accepts, b.kind, b.dim, b.family)")
     env = {**os.environ, "WSVAD_CACHE_DIR": str(tmp_path)}
     for _ in range(2):  # the first fills the cache (a child process imports the registries), the second reads it
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
         assert res.returncode == 0, res.stderr[-2000:]
-        assert res.stdout.split() == ["True", "('i3d',", "'clip')", "i3d", "2048"]
+        assert res.stdout.split() == ["True", "('i3d',", "'clip')", "i3d", "2048", "rtfm_i3d_r50"]
     assert len(list(tmp_path.glob("cards-*.json"))) == 1
 
 

@@ -37,15 +37,20 @@ def toy(n: int, crops: int, T: int, D: int, abnormal: bool, g: torch.Generator, 
 
 
 def test_specs_and_backbone_kinds_agree():
-    kinds = {b.kind for b in cards().backbones.values()}
+    from wsvad_core.recipes import normalize_recipe
+
+    by_kind = {}
+    for b in cards().backbones.values():
+        by_kind.setdefault(b.kind, []).append(b.name)
     for name in NEW:
         spec = get_method(name)
         grids = spec.hparams().patch_grids()
         assert spec.card().reads_patches == spec.reads_patches == bool(grids)
         for kind in spec.accepts:  # some backbone makes what the method accepts (and its patches)
-            assert kind in kinds
-            if grids:
-                assert kind + "_patch" in kinds
+            assert kind in by_kind
+            for grid in grids:  # a patch_grid recipe on such a backbone makes the patch kind
+                r = normalize_recipe({"backbone": by_kind[kind][0], "patch_grid": list(grid)})
+                assert r["kind"] == kind + "_patch" and len(r["views"]) == grid[0] * grid[1]
     assert get_method("ssrl").accepts == ("i3d",) and get_method("timesformer_mil").accepts == ("timesformer",)
 
 
@@ -241,7 +246,8 @@ def test_run_training_and_evaluation_with_patch_stores(tmp_path):
 
     g = torch.Generator().manual_seed(4)
     rows, gt = [], {}
-    stores = {"s": (1, "i3d", None), "p12": (2, "i3d_patch", [1, 2]), "p21": (2, "i3d_patch", [2, 1])}
+    stores = {"s": (1, "i3d", None), "p12": (2, "i3d_patch", [1, 2]), "p21": (2, "i3d_patch", [2, 1]),
+              "other": (2, "i3d_patch", [1, 2])}
     arrays = {k: {} for k in stores}
     for i in range(12):
         label, split = i % 2, "train" if i < 8 else "test"
@@ -249,17 +255,20 @@ def test_run_training_and_evaluation_with_patch_stores(tmp_path):
         x = toy(1, 1, 8, 16, bool(label), g, patches=2)[0].numpy()
         arrays["s"][vid], arrays["p12"][vid] = x[:1], x[1:]
         arrays["p21"][vid] = x[1:] * 0
+        arrays["other"][vid] = x[1:]
         rows.append({"video_id": vid, "path": f"/videos/{vid}.mp4", "split": split, "label": label,
                      "class": "Abuse" if label else "Normal", "n_frames": 128, "fps": 25.0})
         if split == "test":
             gt[vid] = np.zeros(8 * 16, dtype=np.uint8)
             if label:
                 gt[vid][5 * 16:8 * 16] = 1
-    for name, (_crops, fam, grid) in stores.items():
+    for name, (_crops, kind, grid) in stores.items():
         for vid, a in arrays[name].items():
             write_video_array(tmp_path / f"{name}.zarr", vid, a, {})
-        recipe = {"family": fam, "name": name, **({"patch_grid": grid} if grid else {})}
-        finalize_store(tmp_path / f"{name}.zarr", {"recipe": recipe, "family": fam})
+        # "other": patches of another network (family) than the snippet features
+        family = "kinetics_i3d" if name == "other" else "rtfm_i3d_r50"
+        recipe = {"kind": kind, "family": family, "name": name, **({"patch_grid": grid} if grid else {})}
+        finalize_store(tmp_path / f"{name}.zarr", {"recipe": recipe, "kind": kind, "family": family})
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     np.savez(tmp_path / "gt.npz", __order__=np.array(list(gt)), **gt)
     overrides = {"multi_patch_size": [12], "stage_steps": [3, 2], "max_steps": 5, "batch_size": 2,
@@ -279,3 +288,8 @@ def test_run_training_and_evaluation_with_patch_stores(tmp_path):
         run_training(method="ssrl", manifest=tmp_path / "manifest.csv", store=tmp_path / "s.zarr",
                      run_dir=tmp_path / "run2", seed=0, overrides=overrides, progress=False,
                      patch_stores=[tmp_path / "p21.zarr"])
+    # the grid's store must hold patches of the snippet features' family
+    with pytest.raises(Exception, match="of family 'kinetics_i3d', the snippet store of family 'rtfm_i3d_r50'"):
+        run_training(method="ssrl", manifest=tmp_path / "manifest.csv", store=tmp_path / "s.zarr",
+                     run_dir=tmp_path / "run3", seed=0, overrides=overrides, progress=False,
+                     patch_stores=[tmp_path / "other.zarr"])

@@ -46,7 +46,7 @@ def video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def i3d():
-    return create_backbone("i3d_r50", TEN)
+    return create_backbone(TEN["backbone"], TEN)
 
 
 # -- extraction --------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def test_curves_and_table_plots(tmp_path):
     assert img.shape[1] > img.shape[0]  # two panels side by side
     with pytest.raises(KeyError, match="no frame scores for 1 test videos"):
         plot_curves({"a": scores["a"]}, gt, tmp_path / "bad.png")
-    table = pd.DataFrame({"method": ["mil", "mil", "rtfm"], "feature_set": ["i3d_r50", "clip_vitb16", "i3d_r50"],
+    table = pd.DataFrame({"method": ["mil", "mil", "rtfm"],
+                          "feature_set": ["rtfm_i3d_r50", "vadclip_vitb16", "rtfm_i3d_r50"],
                           "selection": "last", "weights": "random-init", "seeds": [3, 3, 1],
                           **{f"{k}_{s}": [0.9, 0.8, 0.7] if s == "mean" else [0.01, 0.02, 0.0]
                              for k in ("auc", "ap_step", "ap_trapz", "auc_abnormal", "far_normal")
@@ -58,7 +59,7 @@ def test_table_bars_split_by_checkpoint_selection(tmp_path):
     own, labelled bar; a table with one selection keeps one bar per feature set."""
     metrics = ("auc", "ap_step", "ap_trapz", "auc_abnormal", "far_normal")
     table = pd.DataFrame({"method": ["rtfm", "rtfm", "mil", "mil", "rtfm", "rtfm"],
-                          "feature_set": ["i3d_r50"] * 4 + ["clip_vitb16"] * 2,
+                          "feature_set": ["rtfm_i3d_r50"] * 4 + ["vadclip_vitb16"] * 2,
                           "selection": ["last", "best", "best", "last", "last", "best"],
                           "weights": "published", "seeds": 3,
                           **{f"{k}_mean": [0.80, 0.85, 0.70, 0.60, 0.75, 0.78] for k in metrics},
@@ -66,13 +67,13 @@ def test_table_bars_split_by_checkpoint_selection(tmp_path):
     methods, series = table_bars(table, "auc")
     assert methods == ["mil", "rtfm"]
     got = {s["label"]: (s["mean"], s["std"]) for s in series}
-    assert set(got) == {"i3d_r50 · last step", "i3d_r50 · best on test", "clip_vitb16 · last step",
-                        "clip_vitb16 · best on test"}
-    assert np.allclose(got["i3d_r50 · last step"], ([60, 80], [4, 1]))
-    assert np.allclose(got["i3d_r50 · best on test"], ([70, 85], [3, 2]))
-    assert np.isnan(got["clip_vitb16 · best on test"][0][0]) and got["clip_vitb16 · best on test"][0][1] == 78
+    assert set(got) == {"rtfm_i3d_r50 · last step", "rtfm_i3d_r50 · best on test", "vadclip_vitb16 · last step",
+                        "vadclip_vitb16 · best on test"}
+    assert np.allclose(got["rtfm_i3d_r50 · last step"], ([60, 80], [4, 1]))
+    assert np.allclose(got["rtfm_i3d_r50 · best on test"], ([70, 85], [3, 2]))
+    assert np.isnan(got["vadclip_vitb16 · best on test"][0][0]) and got["vadclip_vitb16 · best on test"][0][1] == 78
     png(plot_table(table, tmp_path / "t.png", title="ucf"))
     _, last_only = table_bars(table[table["selection"] == "last"], "auc")
-    assert [s["label"] for s in last_only] == ["clip_vitb16", "i3d_r50"]
+    assert [s["label"] for s in last_only] == ["rtfm_i3d_r50", "vadclip_vitb16"]  # sorted by name
     with pytest.raises(ValueError, match="not unique per method × feature_set × selection"):
         table_bars(pd.concat([table, table.iloc[:1]]), "auc")

@@ -7,8 +7,8 @@ fixture, tests/fixtures/cliptsa). Outside a pass a video is scored as if alone."
 import numpy as np
 import pytest
 import torch
-from official_fixtures import TOL, official_model, torch_fixture
 
+from official_fixtures import TOL, official_model, torch_fixture
 from wsvad_core.evaluation.evaluate import score_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")

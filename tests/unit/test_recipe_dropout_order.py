@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from official_fixtures import FIXTURES, npz_fixture, official_model, torch_fixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")

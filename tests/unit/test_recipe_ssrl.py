@@ -6,8 +6,8 @@ Fixtures: tests/fixtures/ssrl (README.md there): official stage-1 and stage-4 st
 D = 32 and the official scores of ``io.pt["x"]``."""
 import pytest
 import torch
-from official_fixtures import TOL, torch_fixture
 
+from official_fixtures import TOL, torch_fixture
 from wsvad_core.methods import create_method, get_method, load_official
 
 pytestmark = pytest.mark.usefixtures("one_thread")

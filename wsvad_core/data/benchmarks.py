@@ -26,9 +26,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from wsvad_core.data.annotations import (NORMAL_CLASS, is_normal, parse_xd_violence_annotation,
-                                         read_feature_list_ids, read_test_annotation,
-                                         read_ucf_video_list)
+from wsvad_core.data.annotations import (
+    NORMAL_CLASS,
+    is_normal,
+    parse_xd_violence_annotation,
+    read_feature_list_ids,
+    read_test_annotation,
+    read_ucf_video_list,
+)
 from wsvad_core.errors import AnnotationError
 
 LAYOUTS = ("ucf_crime", "shanghaitech", "xd_violence")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wsvad_core.features.store import check_video_features
 from wsvad_core.data.segments import apply_segment_policy, segment_bounds
+from wsvad_core.features.store import check_video_features
 
 CHUNK_BYTES = 64 * 2**20  # videos above this (as float32) are read segment by segment
 

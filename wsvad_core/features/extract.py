@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from wsvad_core.errors import FeatureError, VideoReadError
 from wsvad_core.features.backbones import create_backbone
-from wsvad_core.weights import weights_provenance
 from wsvad_core.features.decode import SnippetReader, n_snippets
 from wsvad_core.features.store import write_video_array
 from wsvad_core.features.transforms import host_transform, preprocess
 from wsvad_core.recipes import normalize_recipe, recipe_fingerprint
+from wsvad_core.weights import weights_provenance
 
 log = logging.getLogger(__name__)
 

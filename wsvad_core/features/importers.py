@@ -203,7 +203,8 @@ def import_provenance(spec: Mapping) -> dict:
 
 
 def import_videos(videos: Sequence[Mapping], spec: Mapping, store_dir: str | os.PathLike,
-                  clip_len: int, fingerprint: str = "", progress: bool = False) -> list[dict]:
+                  clip_len: int, fingerprint: str = "", progress: bool = False,
+                  dtype: str = "float16") -> list[dict]:
     """Write every video of ``videos`` (rows with video_id, split, label, class, folder,
     n_frames) into ``store_dir``; all files are checked to exist before the first write."""
     from tqdm import tqdm
@@ -227,7 +228,7 @@ def import_videos(videos: Sequence[Mapping], spec: Mapping, store_dir: str | os.
                  "stride": clip_len, "recipe_fingerprint": fingerprint,
                  "source_files": [str(p) for p in paths]}
         try:
-            write_video_array(store_dir, v["video_id"], feats, attrs)
+            write_video_array(store_dir, v["video_id"], feats, attrs, dtype=dtype)
         except FeatureError as err:  # NaN/inf or overflow: name the published file(s) it came from
             raise FeatureError(f"{', '.join(map(str, paths))}: {err}") from err
         summaries.append({"video_id": v["video_id"], "shape": list(feats.shape)})
@@ -244,7 +245,8 @@ def import_shard(videos: Sequence[Mapping], spec: Mapping, recipe: Mapping,
     Path(store_dir, "zarr.json").unlink(missing_ok=True)
     fp = import_fingerprint(recipe, spec)
     t0 = time.perf_counter()
-    summaries = import_videos(videos, spec, store_dir, int(recipe.get("clip_len", 16)), fp, progress)
+    summaries = import_videos(videos, spec, store_dir, int(recipe.get("clip_len", 16)), fp, progress,
+                              dtype=recipe.get("store_dtype", "float16"))
     marker = write_shard_marker(
         marker_out, videos=[s["video_id"] for s in summaries], fingerprint=fp,
         provenance=import_provenance(spec),

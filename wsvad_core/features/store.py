@@ -5,7 +5,8 @@ Layout of ``X.zarr/``::
     zarr.json          root group: recipe, provenance, video list, consolidated metadata.
                        Written only by ``finalize_store`` (the merge step), so its presence
                        means the store is complete; shard jobs never touch it.
-    <video_id>/        float16 array (crops, T, D), chunked along T, attributes
+    <video_id>/        array (crops, T, D) of the recipe's store_dtype (float16 by default,
+                       float32 exact to the extractor), chunked along T, attributes
                        n_frames, fps, label, split (+ whatever the extractor passes)
     .tmp/              arrays being written; renamed into place when complete
 
@@ -225,7 +226,8 @@ def finalize_from_shards(shard_markers: Iterable[str | os.PathLike], zarr_json_o
 
 
 class FeatureStore:
-    """Read-only view of a finalised store; ``store[video_id]`` is a float16 ndarray (C, T, D)."""
+    """Read-only view of a finalised store; ``store[video_id]`` is an ndarray (C, T, D) of the
+    store's dtype (float16 or float32)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

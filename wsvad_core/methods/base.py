@@ -132,10 +132,22 @@ class WSVADModel(nn.Module, metaclass=abc.ABCMeta):
     eval mode and the loop over videos so that long test videos are scored one at a time.
     """
 
+    # Live scoring (wsvad_core/live/): a ``causal`` method scores each snippet from that snippet
+    # alone, so a stream is scored as it arrives and the scores are the offline ones. Any other
+    # method mixes snippets along time; live, it scores a sliding window of the last W snippets
+    # (``live_window`` by default) and keeps the score of the newest. Each method class states
+    # its value and why; the default is the safe one.
+    causal: bool = False
+
     def __init__(self, hparams: TrainHParams, feat_dim: int):
         super().__init__()
         self.hparams = hparams
         self.feat_dim = int(feat_dim)
+
+    def live_window(self) -> int:
+        """Default W of the live sliding window: the number of segments the method trains on,
+        the temporal context its layers were fitted to (1 for a causal method)."""
+        return 1 if self.causal else max(1, int(self.hparams.n_segments))
 
     # -- helpers -----------------------------------------------------------------------------
     @property

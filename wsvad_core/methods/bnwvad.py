@@ -74,7 +74,7 @@ class BNWVADHParams(TrainHParams):
     triplet_margin: float = hp(1.0, ge=0)  # mpp: TripletMarginWithDistanceLoss(margin=1)
     w_normal: float = hp(1.0, ge=0)  # lc: LossComputer(w_normal=1., w_mpp=1.)
     w_mpp: float = hp(1.0, ge=0)
-    grad_clip_norm: float = hp(1.0, gt=0)  # train: clip_grad_norm_(net.parameters(), 1.)
+    grad_clip_norm: float = hp(1.0, ge=0)  # train: clip_grad_norm_(net.parameters(), 1.); 0: no clipping
     train_crops: str = hp("random", choices=("random", "all"))  # random | all (blocks.crop_samples)
 
 
@@ -142,6 +142,9 @@ def select_snippets(feats: Tensor, distance: Tensor, n_normal: int, ratio_sample
 
 
 class BNWVADModel(WSVADModel):
+    # live: UR-DMU's 3-tap conv embedding and transformer mix the whole sequence
+    causal = False
+
     def __init__(self, hparams: BNWVADHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

@@ -43,9 +43,8 @@ from torch import Tensor, nn
 from wsvad_core.cards import hp
 
 from .base import MethodSpec, TrainHParams, WSVADModel, rename_official
-from .blocks import TemporalAggregate, rtfm_loss, xavier_init
+from .blocks import TemporalAggregate, rtfm_head, rtfm_loss, xavier_init
 from .registry import register
-from .blocks import rtfm_head
 
 
 @dataclass
@@ -141,6 +140,10 @@ class TSAMLP(nn.Module):
 
 
 class CLIPTSAModel(WSVADModel):
+    # live: the hard attention keeps the top int(T * k_ratio) snippets of the sequence,
+    # then RTFM's Aggregate (dilated convs, non-local block) mixes them
+    causal = False
+
     def __init__(self, hparams: CLIPTSAHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

@@ -115,6 +115,9 @@ def splat_peaks(curve: np.ndarray, prominence: float, min_sigma: float = 1.0) ->
 
 
 class GSMoEModel(WSVADModel):
+    # live: the task encoder is RTFM's Aggregate (dilated convs, non-local block)
+    causal = False
+
     def __init__(self, hparams: GSMoEHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

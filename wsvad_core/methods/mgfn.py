@@ -15,7 +15,8 @@ Official code: carolchenyx/MGFN (commit 98e9389), files cited as ``model`` = mod
   LayerNorm and Linear -> 1 + sigmoid per snippet, averaged over crops.
   Glance (blocks ``GLANCE``): channel LayerNorm, multi-head self-attention over time with 64-d
   heads (computed with ``scaled_dot_product_attention``); ``mgfn(dim_head)`` only sets the head
-  count (width // 64), every head is 64 wide (``Backbone`` never passes ``dim_headnumber``). Focus (blocks ``FOCUS``): BatchNorm,
+  count (width // 64), every head is 64 wide (``Backbone`` never passes ``dim_headnumber``).
+  Focus (blocks ``FOCUS``): BatchNorm,
   1x1 value conv, per-head 5-tap temporal conv (channel c*heads + h uses head h's kernel, as the
   official ``rearrange('b (c h) ...')``), 1x1 out conv. The channel LayerNorm divides by
   (std + 1e-5), not sqrt(var + eps), as the official one.
@@ -183,6 +184,9 @@ def contrastive(x1: Tensor, x2: Tensor, together: bool, margin: float) -> Tensor
 
 
 class MGFNModel(WSVADModel):
+    # live: 3- and 5-tap temporal convs and glance self-attention over the sequence
+    causal = False
+
     def __init__(self, hparams: MGFNHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

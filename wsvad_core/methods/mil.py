@@ -63,6 +63,8 @@ class MILModel(WSVADModel):
     # each snippet is scored by the MLP alone: evaluation may concatenate many test videos
     # along time and score them in one forward (evaluation/evaluate.py)
     snippet_independent = True
+    # live: for the same reason a stream is scored snippet by snippet, with no window
+    causal = True
 
     def __init__(self, hparams: MILHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)

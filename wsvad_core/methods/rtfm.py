@@ -59,6 +59,10 @@ class RTFMHParams(TrainHParams):
 
 
 class RTFMModel(WSVADModel):
+    # live: the MTN's dilated 3-tap convs read up to 4 snippets ahead, its non-local
+    # block the whole sequence
+    causal = False
+
     def __init__(self, hparams: RTFMHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

@@ -123,6 +123,10 @@ class DeNormal(nn.Module):
 
 
 class S3RModel(WSVADModel):
+    # live: RTFM-style Aggregate on both streams, and the de-Normal gate pools the
+    # whole sequence
+    causal = False
+
     _not_in_official_checkpoint = ("dictionary",)
 
     def __init__(self, hparams: S3RHParams, feat_dim: int, dictionary: np.ndarray | Tensor):

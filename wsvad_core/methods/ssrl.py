@@ -30,7 +30,8 @@ same way; the run gets them as a ``StackedStore``).
   (``ddp_world_size`` x ``batch_size / ddp_world_size`` here: the loss is the mean of the
   per-process losses, each on its own forward, so BatchNorm batch statistics, top-k and the
   smoothness/sparsity sums are per process as there; the BatchNorm running statistics are rank
-  0's, one update per step from the first sub-batch, as DDP's buffer broadcast keeps them); Adam lr 0.001 weight decay 0.005;
+  0's, one update per step from the first sub-batch, as DDP's buffer broadcast keeps them);
+  Adam lr 0.001 weight decay 0.005;
   150000 iterations per stage; features mean-pooled to 32 segments (utils ``process_feat``);
   seed 10; test every 5 steps after step 50, best-on-test checkpoint kept.
 * Stages: each stage starts from the previous stage's model, freezes every parameter it had
@@ -62,9 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsvad_core.grids import parse_grid
-
 from wsvad_core.cards import hp
+from wsvad_core.grids import parse_grid
 
 from .base import MethodSpec, TrainHParams, rename_official
 from .blocks import TemporalAggregate, mlp_head, rtfm_loss, xavier_init
@@ -81,8 +81,10 @@ class SSRLHParams(TrainHParams):
     lr: float = 1e-3  # stageN --lr [0.001]*150000 (constant)
     weight_decay: float = 5e-3  # main: optim.Adam(..., weight_decay=0.005)
     optimizer: str = "adam"  # main
-    multi_patch_size: tuple[int, ...] = hp((23, 35, 47), ge=11, le=99)  # stage2-4 --multi_patch_size (rows = n // 10, cols = n % 10)
-    stage_steps: tuple[int, ...] | None = hp(None, ge=0)  # None = max_steps split equally: stageN --max_epoch 150000 each
+    # stage2-4 --multi_patch_size (rows = n // 10, cols = n % 10)
+    multi_patch_size: tuple[int, ...] = hp((23, 35, 47), ge=11, le=99)
+    # None = max_steps split equally: stageN --max_epoch 150000 each
+    stage_steps: tuple[int, ...] | None = hp(None, ge=0)
     max_steps: int = 600000  # 4 stages x 150000
     n_segments: int = 32  # option --num_segments 32; dataset process_feat(feature, 32)
     seed: int = 10  # option --seed 10
@@ -92,7 +94,8 @@ class SSRLHParams(TrainHParams):
     topk: int | None = hp(None, ge=1)  # None: n_segments // 10 (model k_abn = k_nor = num_segments // 10)
     hidden1: int = hp(512, ge=1)  # model Classfier fc1
     hidden2: int = hp(128, ge=1)  # model Classfier fc2
-    branch_dropout: tuple[int, ...] = hp((47,), ge=11, le=99)  # model: drop_out on the patch branch only "if size == 47"
+    # model: drop_out on the patch branch only "if size == 47"
+    branch_dropout: tuple[int, ...] = hp((47,), ge=11, le=99)
     margin: float = hp(100.0, ge=0)  # train RTFM_loss(0.0001, 100)
     alpha: float = hp(1e-4, ge=0)
     lambda_smooth: float = hp(8e-4, ge=0)  # train smooth(abn_scores, 8e-4)
@@ -121,6 +124,9 @@ def _patch_layers(dim: int, grid: tuple[int, int]) -> tuple[nn.Module, nn.Module
 
 
 class SSRLModel(StagedModel):
+    # live: RTFM's Aggregate (dilated convs, non-local block) on the clip features
+    causal = False
+
     def __init__(self, hparams: SSRLHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

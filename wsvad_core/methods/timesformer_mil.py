@@ -3,7 +3,7 @@ ranking hinge + 0.1 x focal loss + 0.1 x temporal smoothness.
 
 No official code: the method is specified by its paper-level description (issue 3 of this
 project): TimeSformer-Base 768-d CLS features per 16-frame snippet (feature set ``timesformer``,
-``features/backbones.py``), the MIL scoring head, and the three loss terms with weights 1 / 0.1 /
+``features/backbones/timesformer.py``), the MIL scoring head, and the three loss terms with weights 1 / 0.1 /
 0.1. Everything the description leaves open is taken from the MIL baseline it builds on
 (``methods/mil.py``, Sultani et al.'s released script) and named as such below:
 
@@ -30,7 +30,8 @@ from wsvad_core.cards import hp
 
 from .base import MethodSpec
 from .blocks import mil_ranking_hinge, temporal_smoothness
-from .mil import MILHParams, MILModel, load_official_state_dict as _mil_loader
+from .mil import MILHParams, MILModel
+from .mil import load_official_state_dict as _mil_loader
 from .registry import register
 
 __all__ = ["TimesformerMILHParams", "TimesformerMILModel", "binary_focal_loss"]
@@ -60,6 +61,9 @@ def binary_focal_loss(p: Tensor, target: Tensor, gamma: float, alpha: float,
 
 
 class TimesformerMILModel(MILModel):
+    # live: MIL's head (forward): each snippet is scored alone
+    causal = True
+
     def _loss(self, normal: Tensor, abnormal: Tensor) -> dict[str, Tensor]:
         hp = self.hparams
         B = normal.shape[0]

@@ -47,11 +47,9 @@ from torch import Tensor, nn
 from wsvad_core.cards import hp
 
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import crop_samples, mlp_head, pad_windows, score_crops
+from .blocks import crop_samples, lengths_from_padding, mlp_head, pad_windows, score_crops
 from .registry import register
-from .text import (UCF_CRIME_CLASSES, ClipTextEncoder, TEXT_PROMPT_SPEC, check_class_names,
-                   tokenize)
-from .blocks import lengths_from_padding
+from .text import TEXT_PROMPT_SPEC, UCF_CRIME_CLASSES, ClipTextEncoder, check_class_names, tokenize
 
 
 @dataclass
@@ -137,6 +135,10 @@ class TCSALBlock(nn.Module):
 
 
 class TPWNGModel(WSVADModel):
+    # live: TCSAL attends to past snippets only, so a window loses no look-ahead,
+    # but a snippet's score needs that past: it is scored in a window
+    causal = False
+
     def __init__(self, hparams: TPWNGHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

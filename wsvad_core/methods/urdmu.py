@@ -112,6 +112,10 @@ def _gather_mean(x: Tensor, idx: Tensor) -> Tensor:
 
 
 class URDMUModel(WSVADModel):
+    # live: 3-tap conv embedding and a transformer (global and distance attention)
+    # over the whole sequence
+    causal = False
+
     def __init__(self, hparams: URDMUHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

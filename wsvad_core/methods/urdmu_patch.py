@@ -38,16 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsvad_core.grids import parse_grid
-
 from wsvad_core.cards import hp
+from wsvad_core.grids import parse_grid
 
 from .base import MethodSpec
 from .blocks import TemporalEmbedding, crop_samples
 from .registry import register
 from .staged import StagedModel, stage_ends
-from .urdmu import (URDMUHParams, URDMUModel,
-                    load_official_state_dict as _urdmu_loader)
+from .urdmu import URDMUHParams, URDMUModel
+from .urdmu import load_official_state_dict as _urdmu_loader
 
 __all__ = ["URDMUPatchHParams", "URDMUPatchModel", "TubeletCrossAttention"]
 
@@ -55,7 +54,8 @@ __all__ = ["URDMUPatchHParams", "URDMUPatchModel", "TubeletCrossAttention"]
 @dataclass
 class URDMUPatchHParams(URDMUHParams):
     patch_grid: tuple[int, int] = hp((2, 3), ge=1)  # rows, cols of the patch feature set read beside the snippets
-    stage_steps: tuple[int, ...] | None = hp(None, ge=0)  # None = max_steps split equally: UR-DMU's 3000, then 3000 patch steps
+    # None = max_steps split equally: UR-DMU's 3000, then 3000 patch steps
+    stage_steps: tuple[int, ...] | None = hp(None, ge=0)
     max_steps: int = 6000
     patch_heads: int = hp(4, ge=1)  # cross-attention heads (UR-DMU's transformer has 4)
     patch_dropout: float = hp(0.1, ge=0, lt=1)  # attention-output dropout in stage 2
@@ -96,6 +96,9 @@ class TubeletCrossAttention(nn.Module):
 
 
 class URDMUPatchModel(StagedModel):
+    # live: UR-DMU's stage 1, and tubelets cross-attend to its whole sequence
+    causal = False
+
     @property
     def _not_in_official_checkpoint(self) -> tuple[str, ...]:
         # an official UR-DMU checkpoint holds stage 1 only

@@ -59,8 +59,7 @@ from wsvad_core.cards import hp
 from .base import MethodSpec, TrainHParams, WSVADModel
 from .blocks import crop_samples, lengths_from_padding, pad_windows, score_crops, topk_mean
 from .registry import register
-from .text import (UCF_CRIME_CLASSES, ClipTextEncoder, TEXT_PROMPT_SPEC, check_class_names,
-                   tokenize)
+from .text import TEXT_PROMPT_SPEC, UCF_CRIME_CLASSES, ClipTextEncoder, check_class_names, tokenize
 
 
 @dataclass
@@ -73,13 +72,18 @@ class VadCLIPHParams(TrainHParams):
     n_segments: int = 256  # opt --visual-length 256 (pad / mean-pool, tools.process_feat)
     seed: int = 234  # opt --seed 234
     # the loop's schedule (TrainHParams), as train does it:
-    pairing: str = "zipped"  # train:66-71 zip of the two loaders, shuffle=True drop_last (:136-139), restarted every epoch
-    sample_unit: str = "crop"  # the lists hold one row per crop (list/ucf_CLIP_rgb.csv): an epoch = 8000 normal rows // 64 = 125 steps
-    eval_schedule: str = "in_epoch"  # train:98-99 step = i * 128 (i: in-epoch iteration); test if step % 1280 == 0 and step != 0
+    # train:66-71 zip of the two loaders, shuffle=True drop_last (:136-139), restarted every epoch
+    pairing: str = "zipped"
+    # the lists hold one row per crop (list/ucf_CLIP_rgb.csv): an epoch = 8000 normal rows // 64 = 125 steps
+    sample_unit: str = "crop"
+    # train:98-99 step = i * 128 (i: in-epoch iteration); test if step % 1280 == 0 and step != 0
+    eval_schedule: str = "in_epoch"
     eval_every: int = 10  # ... i.e. i % 10 == 0 at the official batch 64
-    lr_milestones: tuple[int, ...] = (4, 8)  # opt --scheduler-milestones [4, 8]: MultiStepLR (train:48) stepped per epoch (train:113)
+    # opt --scheduler-milestones [4, 8]: MultiStepLR (train:48) stepped per epoch (train:113)
+    lr_milestones: tuple[int, ...] = (4, 8)
     lr_gamma: float = 0.1  # opt --scheduler-rate 0.1
-    reload_best_each_epoch: bool = True  # train:116-117 the best checkpoint's model state reloaded after every epoch; :119-120 final = best
+    # train:116-117 the best checkpoint's model state reloaded after every epoch; :119-120 final = best
+    reload_best_each_epoch: bool = True
     visual_heads: int = hp(1, ge=1)  # opt --visual-head 1
     visual_layers: int = hp(2, ge=1)  # opt --visual-layers 2 (XD 1)
     attn_window: int = hp(8, ge=1)  # opt --attn-window 8 (XD 64)
@@ -180,6 +184,10 @@ def window_mask(length: int, window: int) -> Tensor:
 
 
 class VadCLIPModel(WSVADModel):
+    # live: windowed local attention, then GCNs over the similarity and distance
+    # graphs of the whole window
+    causal = False
+
     def __init__(self, hparams: VadCLIPHParams, feat_dim: int):
         super().__init__(hparams, feat_dim)
         hp = hparams

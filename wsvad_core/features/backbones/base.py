@@ -111,6 +111,12 @@ def create_backbone(name: str, recipe: Mapping) -> Backbone:
     else:
         model.provenance = {"weights": str(weights), "sha256": file_sha256(weights)}
         log.info("backbone %s: weights %s (sha256 %s)", name, weights, model.provenance["sha256"])
+        published = cls.weights_file.get("sha256")
+        if published and published != model.provenance["sha256"]:
+            model.provenance["published_sha256"] = published
+            log.warning("backbone %s: %s loads, but it is not the published %s (sha256 %s, this file %s): "
+                        "its features are not the %s family's", name, weights, cls.weights_file["name"],
+                        published, model.provenance["sha256"], cls.family)
     model.eval()
     model.requires_grad_(False)
     return model
