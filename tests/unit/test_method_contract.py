@@ -39,6 +39,9 @@ SMALL = {
     "vadclip": {**TEXT, "class_names": CLASSES, "n_segments": 32},
     "tpwng": {**TEXT, "class_names": CLASSES, "n_segments": 32, "tcsal_heads": 4},
     "gsmoe": {"class_names": CLASSES, "n_segments": 32},
+    # a 1-block text tower takes one adapted block (official 3); 2 of the 8 prototype blocks
+    "dsanet": {**TEXT, "text_adapt_until": 1, "class_names": CLASSES, "n_segments": 32,
+               "decoder_depth": 2, "num_prototypes": 4},
 }
 # What lets 100 steps on a 64-d toy problem show learning (the official values target 1024-4096-d
 # features and thousands of steps): Adagrad / Adam at the official 1e-4..2e-5 barely move in 100
@@ -56,6 +59,10 @@ TOY = {
     "ssrl": {"dropout": 0.2, "hidden1": 32, "hidden2": 16},
     "timesformer_mil": {"lr": 3e-2, "hidden1": 32, "dropout": 0.2},
     "urdmu_patch": {"lr": 3e-3},
+    "dsanet": {"lr": 1e-3, "weight_decay": 0.0},
+    # the official test-time smoothing (mean over the next 7 scores) spreads the toy's isolated
+    # anomalous snippets over their neighbours: the contract reads the unsmoothed snippet scores
+    "pel4vad": {"lr": 1e-3, "smooth": "none"},
 }
 ANOMALY = [5, 6, 7, 20]  # the anomalous snippets of an abnormal toy video
 LONG_T = 3000  # > 2048: UR-DMU / BN-WVAD switch to the banded DSA kernel

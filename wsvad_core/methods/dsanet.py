@@ -278,11 +278,12 @@ class SGNM(nn.Module):
 
     def forward(self, feats: Tensor, logits1: Tensor) -> tuple[Tensor, Tensor]:
         B, N, D = feats.shape
-        with torch.no_grad():  # model:184-193: the selection carries no gradient
+        # model:184-193: the selection and the gathered snippets are taken under no_grad, so the
+        # gather loss and the prototypes reach the visual branch through no path
+        with torch.no_grad():
             scores = torch.sigmoid(logits1[..., 0])
             idx = torch.topk(scores, k=N, largest=False, dim=1).indices[:, :int(N * self.ratio)]
-            pass
-        normal = torch.gather(feats, 1, idx[..., None].expand(-1, -1, D))
+            normal = torch.gather(feats, 1, idx[..., None].expand(-1, -1, D))
         protos = self.video_prototypes[None].expand(B, -1, -1)
         for blk in self.dnp_extractor:
             protos = blk(protos, normal)
