@@ -61,7 +61,6 @@ def watch(source: str, run_dir: str | os.PathLike, out: str | os.PathLike | None
     ``reconnect_timeout`` seconds, or SIGINT / SIGTERM; returns the ``end`` record. ``out``:
     the JSON-lines file (None or "-": stdout); ``plot``: the timeline PNG, redrawn every
     ``plot_every`` snippets over the last ``plot_span``."""
-    from wsvad_core.cli import load_run, run_protocol, scoring_recipe
     from wsvad_core.device import select_device
     from wsvad_core.features.transforms import host_transform
     from wsvad_core.live.alerts import ON, AlertTracker, Smoother
@@ -71,6 +70,7 @@ def watch(source: str, run_dir: str | os.PathLike, out: str | os.PathLike | None
     from wsvad_core.live.source import Reader, open_source, parse_source
     from wsvad_core.recipes import normalize_recipe
     from wsvad_core.runs import build_model
+    from wsvad_core.scoring import load_run, run_protocol, scoring_recipe
 
     # the run and the arguments are checked before any model is built
     record, state_dict = load_run(run_dir, checkpoint)
