@@ -18,6 +18,8 @@ Three parts (``--parts``, all by default):
   RSS sampled every 100 snippets, for a causal method (MIL) and a windowed one (PEL4VAD); the
   naive baseline keeps the whole history and re-scores it for every snippet: its time and the
   features it holds after ``--history`` snippets, against the ring's.
+* ``timeline`` (only when asked): the README's picture, ``docs/img/watch_timeline.png``, from
+  the real ``wsvad watch`` command on the demo's test videos played back to back.
 
 Demo runs come from ``results/demo/runs`` (``--build`` makes the missing ones with Snakemake;
 minutes of CPU). Run from the repository root: ``.venv/bin/python benchmarks/live.py``.
@@ -263,8 +265,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", nargs="+", default=["latency", "accuracy", "memory"],
                    choices=["latency", "accuracy", "memory", "timeline"])
-    p.add_argument("--timeline-run", default="pel4vad/urdmu_i3d", metavar="METHOD/FEATURES",
-                   help="demo run of the timeline part (pel4vad/urdmu_i3d)")
+    p.add_argument("--timeline-run", default="mil/rtfm_i3d_r50", metavar="METHOD/FEATURES",
+                   help="demo run of the timeline part (mil/rtfm_i3d_r50)")
     p.add_argument("--timeline-png", default=str(ROOT / "docs" / "img" / "watch_timeline.png"))
     p.add_argument("--loops", type=int, default=3, help="plays of the demo video in the latency stream (3)")
     p.add_argument("--long-snippets", type=int, default=1500, help="snippets of the synthetic long stream (1500)")
@@ -272,15 +274,11 @@ def main() -> None:
                    help="W of the windowed method in the memory part (32, the demo's n_segments)")
     p.add_argument("--history", type=int, nargs="+", default=[100, 1000, 10000],
                    help="history lengths at which the naive whole-history re-scoring is timed")
-    p.add_argument("--build", action="store_true", help="make the missing demo runs with Snakemake first")
+    p.add_argument("--build", action="store_true", help="make the missing demo runs with Snakemake first (train_all)")
     common.add_common_args(p)
     args = p.parse_args()
-    if args.build:
-        have = {str(r.relative_to(ROOT)) for r in demo_runs()}
-        want = [f"results/demo/runs/{m}/{fs}/seed0" for fs, m in LATENCY_RUNS.items()]
-        missing = [f"{r}/metrics.json" for r in want if r not in have]
-        if missing or not have:
-            build(missing or ["train_all"])
+    if args.build:  # every demo run (Snakemake skips the finished ones)
+        build(["train_all"])
     info = common.setup(args)
     tables, extra = [], {}
     for part, title in (("latency", "live latency per backbone (loopback TCP, real-time pace)"),

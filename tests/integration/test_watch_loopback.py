@@ -18,12 +18,13 @@ import pytest
 
 from loopback import GrowingFile, HttpStream, TcpStream, ts_bytes
 from tiny_dag import tiny_dataset, tiny_run, tiny_store
-from wsvad_core.cli import load_run, main
+from wsvad_core.cli import main
 from wsvad_core.data.manifest import read_manifest
 from wsvad_core.features.store import open_store
 from wsvad_core.live.scoring import windowed_scores
 from wsvad_core.live.watch import watch
 from wsvad_core.runs import build_model
+from wsvad_core.scoring import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLIP = 8  # the tiny recipe's snippet: 8 frames, stride 8; the test video has 32 frames
@@ -73,7 +74,7 @@ def test_a_finished_tcp_stream_scores_as_the_file_offline(live, tmp_path, method
     assert start["causal"] is (method == "mil") and start["window"] == (None if method == "mil" else 2)
     assert recs[-1] == {**end, "type": "end"} and end["reason"] == "source over: end of stream"
     assert [s["frames"] for s in snips] == [[k * CLIP, k * CLIP + CLIP - 1] for k in range(4)]
-    assert [s["stream_s"] for s in snips] == [[k * 0.32, (k + 1) * 0.32] for k in range(4)]  # 25 fps
+    assert [s["stream_s"] for s in snips] == [pytest.approx([k * 0.32, (k + 1) * 0.32]) for k in range(4)]  # 25 fps
     for s in snips:
         assert s["alert"] in ("off", "pending", "on") and s["latency_ms"] >= s["compute_ms"] >= 0
         assert {"wall_time", "score", "smoothed"} <= set(s)
@@ -106,10 +107,11 @@ def test_a_recording_read_while_it_grows(live, tmp_path):
     rec = GrowingFile(tmp_path / "camera.ts", live["ts"], pace=0.05)  # ~0.35 s of writing
     out = tmp_path / "g.jsonl"
     t0 = time.monotonic()
-    end = watch(str(rec.path), live["runs"]["mil"], out, timeout=1.0, progress=False, device="cpu")
+    # 2 s without new bytes ends it: 40 times the writer's pace, slack for a loaded machine
+    end = watch(str(rec.path), live["runs"]["mil"], out, timeout=2.0, progress=False, device="cpu")
     rec.join()
     assert rec.appends >= 5  # it really grew while being read
-    assert end["reason"] == "source over: no new data for 1 s" and end["frames"] == 32
+    assert end["reason"] == "source over: no new data for 2 s" and end["frames"] == 32
     assert time.monotonic() - t0 < 15
     snips = snippets(records(out))
     assert records(out)[0]["kind"] == "file"

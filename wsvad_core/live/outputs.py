@@ -122,7 +122,8 @@ class TimelinePlot:
         ax = fig.add_subplot()
         if len(t):
             x = mdates.date2num(t)
-            ax.step(x, snap["score"], where="post", color=SCORE_COLOR, lw=1.3, label="snippet score")
+            # a snippet's score holds over the snippet, which ends at its x
+            ax.step(x, snap["score"], where="pre", color=SCORE_COLOR, lw=1.3, label="snippet score")
             ax.plot(x, snap["smooth"], color=SMOOTH_COLOR, lw=1.6, label="smoothed")
             # alert spans: runs of snippets in the "on" state
             on = snap["alert"]
