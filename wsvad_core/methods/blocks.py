@@ -284,6 +284,15 @@ def pad_windows(seq: Tensor, length: int) -> Tensor:
     return padded.view(n_win, length, -1)
 
 
+def window_scores(seq: Tensor, length: int, logits_fn) -> Tensor:
+    """(T, D) -> (T,) sigmoid scores of ``logits_fn(windows, lengths)`` over consecutive windows
+    of ``length`` snippets, the last one zero-padded (the VadCLIP-style test pass)."""
+    T = seq.shape[0]
+    windows = pad_windows(seq, length)
+    lengths = torch.clamp(T - torch.arange(windows.shape[0], device=seq.device) * length, max=length)
+    return torch.sigmoid(logits_fn(windows, lengths).reshape(-1)[:T])
+
+
 def score_crops(x: Tensor, score_fn, crop: int | None = None) -> Tensor:
     """(C, T, D) -> (T,): ``score_fn`` ((T, D) -> (T,)) on crop ``crop`` only, or averaged over
     every crop when ``crop`` is None, one crop at a time (crops are independent in eval mode, and

@@ -72,7 +72,7 @@ from torch import Tensor, nn
 from wsvad_core.cards import hp
 
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import crop_samples, lengths_from_padding, pad_windows, score_crops, topk_mean
+from .blocks import crop_samples, lengths_from_padding, score_crops, topk_mean, window_scores
 from .registry import register
 from .text import TEXT_PROMPT_SPEC, UCF_CRIME_CLASSES, ClipTextEncoder, check_class_names, tokenize
 from .vadclip import GraphConvolution, ResidualBlock, VadCLIPModel, _mlp, window_mask
@@ -546,12 +546,8 @@ class DSANetModel(WSVADModel):
     # -- test ----------------------------------------------------------------------------------
     def _score_windows(self, seq: Tensor) -> Tensor:
         """(T, D) -> (T,) sigmoid coarse scores over windows of n_segments (test:39-72)."""
-        L = self.hparams.n_segments
-        T = seq.shape[0]
-        windows = pad_windows(seq, L)
-        lengths = torch.clamp(T - torch.arange(windows.shape[0], device=seq.device) * L, max=L)
-        logits = self.coarse_logits(self.encode_video(windows, lengths))
-        return torch.sigmoid(logits.reshape(-1)[:T])
+        return window_scores(seq, self.hparams.n_segments,
+                             lambda w, n: self.coarse_logits(self.encode_video(w, n)))
 
     def _score_video(self, x: Tensor) -> Tensor:
         return score_crops(x, self._score_windows, self.hparams.test_crop)
