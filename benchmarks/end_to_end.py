@@ -55,17 +55,34 @@ def rule_times(results: Path) -> dict[str, float]:
 BASELINE_S = 759.0  # the same command before the speed work (70 jobs, 2-core machine, quiet)
 
 
-def run_metrics(results: Path) -> list[dict]:
-    """Method, feature set, AUC and first/last tenth of the loss of every demo run."""
+def stage_lengths(config_file: Path, method: str, n_rows: int) -> list[int]:
+    """Steps per training stage of a demo run: a staged method (SSRL, UR-DMU + patch) adds its
+    patch losses at the stage boundary, so its loss jumps there and falls again within it."""
+    import yaml
+
+    overrides = yaml.safe_load(config_file.read_text())["datasets"]["demo"]["method_overrides"]
+    stages = list((overrides.get(method) or {}).get("stage_steps") or [])
+    return stages if sum(stages) == n_rows else [n_rows]
+
+
+def run_metrics(results: Path, config_file: Path) -> list[dict]:
+    """Method, feature set, AUC, first/last tenth of the loss of every demo run, and whether the
+    loss falls within each training stage."""
     out = []
     for m in sorted((results / "demo" / "runs").glob("*/*/seed*/metrics.json")):
         d = json.loads(m.read_text())
         lines = (m.parent / "train_log.csv").read_text().splitlines()
         header, rows = lines[0].split(","), [ln.split(",") for ln in lines[1:]]
         loss = [float(r[header.index("loss")]) for r in rows]
+        falls, start = True, 0
+        for n in stage_lengths(config_file, d["method"], len(loss)):
+            stage = loss[start:start + n]
+            k = max(1, len(stage) // 10)
+            falls &= sum(stage[-k:]) / k < sum(stage[:k]) / k
+            start += n
         k = max(1, len(loss) // 10)
         out.append({"method": d["method"], "feature_set": d["feature_set"], "auc": 100 * d["auc"],
-                    "loss_first": sum(loss[:k]) / k, "loss_last": sum(loss[-k:]) / k})
+                    "loss_first": sum(loss[:k]) / k, "loss_last": sum(loss[-k:]) / k, "loss_falls": falls})
     return out
 
 
@@ -111,11 +128,11 @@ def main() -> None:
               note="nothing to be done" if nothing else "WARNING: the re-run would do work")
         for rule, s in list(rules.items())[:6]:
             t.add(f"  rule {rule}: seconds summed over its jobs", s, None)
-        runs = run_metrics(work / "results")
+        runs = run_metrics(work / "results", work / "config" / "demo.yaml")
         worst = min(runs, key=lambda r: r["auc"])
         t.add(f"lowest demo AUC of the {len(runs)} runs (%)", worst["auc"], None,
               note=f"{worst['method']} on {worst['feature_set']}; every loss falls: "
-                   f"{all(r['loss_last'] < r['loss_first'] for r in runs)}")
+                   f"{all(r['loss_falls'] for r in runs)} (within each stage)")
         out = {"wall_s": wall, "walls_s": walls, "loads": loads, "jobs": n_jobs, "noop_s": noop_s,
                "rules_s": rules, "runs": runs}
     finally:

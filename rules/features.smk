@@ -11,9 +11,14 @@ rule extract_shard:
         f"{LOGS}/extract/{{feature_set}}/{{shard}}.log",
     benchmark:
         f"{BENCHMARKS}/extract/{{feature_set}}/{{shard}}.tsv"
+    # every training waits for a whole store: features first, so the long trainings do not
+    # start last and run alone at the end
+    priority: 1
     conda:
         "../envs/wsvad.yaml"
-    threads: 2  # a backbone forward uses both cores well (fewer, larger jobs than training)
+    # one thread each on a CPU-only machine: two extractions side by side beat one at two
+    # threads (decoding runs in its own thread beside the forward)
+    threads: CPU_JOB_THREADS
     resources:
         gpu=GPU_PER_JOB,
         vram_mb=VRAM_MB,
@@ -54,6 +59,7 @@ rule finalize_store:
         STORE_MARKER,
     log:
         f"{LOGS}/finalize_store/{{feature_set}}.log",
+    priority: 1
     conda:
         "../envs/wsvad.yaml"
     script:

