@@ -55,6 +55,13 @@ def first_video(root: Path, folder: str = "Explosion") -> Path:
     return sorted((root / folder).glob("*.mp4"))[0]
 
 
+def rewrite_first_line(listing: Path, edit) -> None:
+    """Replace line 1 of a list or annotation file by ``edit(line)``."""
+    lines = listing.read_text().splitlines()
+    lines[0] = edit(lines[0])
+    listing.write_text("\n".join(lines) + "\n")
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
@@ -135,10 +142,7 @@ def test_missing_video_in_split_file(ds, tmp_path):
 
 def test_annotation_start_after_end(ds, tmp_path):
     ann = ds / TEST_ANNOTATION_NAME
-    lines = ann.read_text().splitlines()
-    name = lines[0].split()[0]
-    lines[0] = f"{name}  Explosion  20  10  -1  -1  "
-    ann.write_text("\n".join(lines) + "\n")
+    rewrite_first_line(ann, lambda line: f"{line.split()[0]}  Explosion  20  10  -1  -1  ")
     out = tmp_path / "out" / "manifest.csv"
     with pytest.raises(AnnotationError, match="line 1: interval 1: start 20 > end 10") as exc:
         manifest_stage(ds, out)
@@ -148,10 +152,8 @@ def test_annotation_start_after_end(ds, tmp_path):
 
 def test_annotation_interval_after_the_video(ds, tmp_path):
     ann = ds / TEST_ANNOTATION_NAME
-    lines = ann.read_text().splitlines()
-    name = lines[0].split()[0]
-    lines[0] = f"{name}  Explosion  40  60  -1  -1  "  # the video has 32 frames
-    ann.write_text("\n".join(lines) + "\n")
+    # the video has 32 frames
+    rewrite_first_line(ann, lambda line: f"{line.split()[0]}  Explosion  40  60  -1  -1  ")
     with pytest.raises(AnnotationError, match=r"line 1: interval \(40, 60\) starts after the last frame"):
         manifest_stage(ds, tmp_path / "manifest.csv")
     assert not (tmp_path / "manifest.csv").exists()
@@ -160,12 +162,10 @@ def test_annotation_interval_after_the_video(ds, tmp_path):
 @pytest.mark.parametrize("listed_in", [TRAIN_LIST_NAME, TEST_ANNOTATION_NAME], ids=["train_list", "annotation"])
 def test_video_name_with_a_space(ds, tmp_path, listed_in):
     listing = ds / listed_in
-    lines = listing.read_text().splitlines()
-    name = lines[0].split()[0].rpartition("/")[2]  # Explosion001_x264.mp4 (train), Explosion002_x264.mp4 (test)
+    name = listing.read_text().split()[0].rpartition("/")[2]  # Explosion001 (train), Explosion002 (test)
     spaced = name.replace("Explosion", "Explosion ")
     (ds / "Explosion" / name).rename(ds / "Explosion" / spaced)  # the file really is named so
-    lines[0] = lines[0].replace(name, spaced)
-    listing.write_text("\n".join(lines) + "\n")
+    rewrite_first_line(listing, lambda line: line.replace(name, spaced))
     out = tmp_path / "out" / "manifest.csv"
     with pytest.raises(AnnotationError, match="line 1: .*with spaces cannot be listed.*rename the video") as exc:
         manifest_stage(ds, out)
