@@ -14,6 +14,7 @@ own ``results/`` is never touched.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -55,34 +56,34 @@ def rule_times(results: Path) -> dict[str, float]:
 BASELINE_S = 759.0  # the same command before the speed work (70 jobs, 2-core machine, quiet)
 
 
-def stage_lengths(config_file: Path, method: str, n_rows: int) -> list[int]:
-    """Steps per training stage of a demo run: a staged method (SSRL, UR-DMU + patch) adds its
-    patch losses at the stage boundary, so its loss jumps there and falls again within it."""
-    import yaml
-
-    overrides = yaml.safe_load(config_file.read_text())["datasets"]["demo"]["method_overrides"]
-    stages = list((overrides.get(method) or {}).get("stage_steps") or [])
-    return stages if sum(stages) == n_rows else [n_rows]
+def first_and_last_tenth(values: list[float]) -> tuple[float, float]:
+    k = max(1, len(values) // 10)
+    return sum(values[:k]) / k, sum(values[-k:]) / k
 
 
 def run_metrics(results: Path, config_file: Path) -> list[dict]:
     """Method, feature set, AUC, first/last tenth of the loss of every demo run, and whether the
-    loss falls within each training stage."""
+    loss falls within each training stage: a staged method (SSRL, UR-DMU + patch; the demo
+    config's ``stage_steps``) adds its patch losses at the stage boundary, so its loss jumps
+    there and falls again within the stage."""
+    import yaml
+
+    overrides = yaml.safe_load(config_file.read_text())["datasets"]["demo"]["method_overrides"]
     out = []
     for m in sorted((results / "demo" / "runs").glob("*/*/seed*/metrics.json")):
         d = json.loads(m.read_text())
         lines = (m.parent / "train_log.csv").read_text().splitlines()
         header, rows = lines[0].split(","), [ln.split(",") for ln in lines[1:]]
         loss = [float(r[header.index("loss")]) for r in rows]
-        falls, start = True, 0
-        for n in stage_lengths(config_file, d["method"], len(loss)):
-            stage = loss[start:start + n]
-            k = max(1, len(stage) // 10)
-            falls &= sum(stage[-k:]) / k < sum(stage[:k]) / k
-            start += n
-        k = max(1, len(loss) // 10)
+        stages = list((overrides.get(d["method"]) or {}).get("stage_steps") or [])
+        if sum(stages) != len(loss):
+            stages = [len(loss)]
+        bounds = [0, *itertools.accumulate(stages)]
+        falls = all(last < first for first, last in
+                    (first_and_last_tenth(loss[a:b]) for a, b in zip(bounds, bounds[1:])))
+        first, last = first_and_last_tenth(loss)
         out.append({"method": d["method"], "feature_set": d["feature_set"], "auc": 100 * d["auc"],
-                    "loss_first": sum(loss[:k]) / k, "loss_last": sum(loss[-k:]) / k, "loss_falls": falls})
+                    "loss_first": first, "loss_last": last, "loss_falls": falls})
     return out
 
 
