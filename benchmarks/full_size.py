@@ -27,10 +27,11 @@ features they would be extracted as), in its own process:
 
 Printed per row: s/step, the official schedule's projected time (official max_steps x s/step,
 on this CPU), peak RSS of the process, the train and score memory estimates. ``--json`` keeps
-everything.
+everything, rewritten after every row; with ``--keep`` a later run measures only the rows it
+lacks (or that failed), so the hours of a whole table can be spread over several runs.
 
     .venv/bin/python benchmarks/full_size.py [--steps 3] [--benchmarks ...] [--methods ...]
-        [--extra] [--threads N] [--json PATH]
+        [--extra] [--threads N] [--json PATH [--keep]]
 """
 from __future__ import annotations
 
@@ -247,7 +248,9 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=None, help="only these methods")
     ap.add_argument("--extra", action="store_true", help=f"also {sorted(EXTRA)} on UCF-Crime")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per row (default: torch's)")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="rewritten after every row (a stopped run keeps what it measured)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the rows --json already holds without an error and measure only the others")
     ap.add_argument("--row", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.row:  # child: one row, JSON on the last line
@@ -260,8 +263,26 @@ def main() -> None:
     info = common.print_machine()
     todo = plan(config(), args.benchmarks, args.methods, args.extra)
     print(f"{len(todo)} rows, K = {args.steps} timed steps each; allocator budget {budget_mb():.0f} MB", flush=True)
+    kept = {}
+    if args.keep and args.json and Path(args.json).exists():
+        kept = {(r["benchmark"], r["method"], r["feature_set"]): r
+                for r in json.loads(Path(args.json).read_text())["rows"] if "error" not in r}
+        print(f"{sum(key in kept for key in todo)} of them kept from {args.json}", flush=True)
+    others = [r for key, r in kept.items() if key not in todo]  # rows of other benchmarks stay in the file
     rows = []
+
+    def save(end_load=None):
+        if args.json:
+            machine = {**info, **({"load_avg_end": end_load} if end_load else {})}
+            tmp = Path(args.json).with_suffix(".tmp")
+            tmp.write_text(json.dumps({"machine": machine, "steps": args.steps, "allocator_budget_mb": budget_mb(),
+                                       "rows": rows + others}, indent=1))
+            os.replace(tmp, args.json)
+
     for d, m, fs in todo:
+        if (d, m, fs) in kept:
+            rows.append(kept[(d, m, fs)])
+            continue
         t0 = time.perf_counter()
         cmd = [sys.executable, __file__, "--row", d, m, fs, "--steps", str(args.steps)]
         if args.threads:
@@ -270,8 +291,13 @@ def main() -> None:
                              env={**os.environ, "WSVAD_DEVICE": "cpu"})
         if res.returncode:
             err = (res.stderr.strip().splitlines() or ["?"])[-1]
+            if res.returncode < 0:  # a signal: SIGKILL with no traceback is the kernel's OOM killer
+                ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+                err = f"killed by signal {-res.returncode}" + (
+                    f" (out of memory? this machine has {ram_gb:.0f} GB)" if res.returncode == -9 else "")
             rows.append({"benchmark": d, "method": m, "feature_set": fs, "error": err})
             print(f"{d} {m} {fs}: FAILED: {err}", flush=True)
+            save()
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         r["load_avg_1"] = os.getloadavg()[0]
@@ -279,13 +305,12 @@ def main() -> None:
         print(f"{d} {m} {fs}: {r['s_per_step']:.2f} s/step, train est {r['train_estimate_mb']:,.0f} MB, "
               f"score est {r['score_estimate_mb']:,.0f} MB, peak RSS {r['peak_rss_mb']:,.0f} MB "
               f"({time.perf_counter() - t0:.0f} s, load {r['load_avg_1']:.1f})", flush=True)
+        save()
     print()
     print(render(rows))
     end_load = [round(x, 2) for x in os.getloadavg()]
     print(f"\nload average at the end: {'/'.join(map(str, end_load))}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": {**info, "load_avg_end": end_load}, "steps": args.steps,
-                                               "allocator_budget_mb": budget_mb(), "rows": rows}, indent=1))
+    save(end_load)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system tools some tests need beyond Python packages: Debian's chromium, with which
-# tests/integration/test_plots_report.py renders `snakemake --report` in a real headless browser (it skips,
+# tests/integration/test_pipeline.py renders `snakemake --report` in a real headless browser (it skips,
 # saying why, when chromium is absent). Idempotent; needs root (or sudo) and apt.
 set -euo pipefail
 

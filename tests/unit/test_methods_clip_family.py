@@ -204,6 +204,20 @@ def test_splat_peaks_hand_made_curve():
     assert flat[0] == pytest.approx(0.3) and flat[4] < flat[0]
 
 
+@pytest.mark.parametrize("train_crops, rows", [("random", 2 * 3), ("all", 2 * 3 * 4)])
+def test_gsmoe_trains_on_per_crop_samples_as_urdmu(train_crops, rows):
+    """UR-DMU's lists hold one file per crop: a step sees one random crop of each video (or
+    every crop as its own sample), not all ten crops of every video."""
+    g = torch.Generator().manual_seed(0)
+    model, _ = make("gsmoe", train_crops=train_crops)
+    seen = []
+    model.encoder.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    normal, abnormal = toy(3, 4, 32, g, False), toy(3, 4, 32, g, True, classes=[1, 2, 1])
+    out = model.loss(normal, abnormal, abnormal_classes=torch.tensor([1, 2, 1]))
+    assert seen == [(rows, 32, D)]
+    assert torch.isfinite(out["loss"]) and out["experts"] > 0
+
+
 # -- the CLIP text side -----------------------------------------------------------------------
 
 def test_text_encoder_checkpoint_and_weights_file(tmp_path, caplog):

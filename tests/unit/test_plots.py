@@ -1,5 +1,5 @@
 """Plots on hand-made scores: timeline (ground truth shaded), ROC/PR curves, table bars. The
-plots and the report of a real run: integration/test_plots_report.py."""
+plots and the report of a real run: integration/test_pipeline.py."""
 from __future__ import annotations
 
 import numpy as np

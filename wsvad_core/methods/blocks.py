@@ -134,6 +134,19 @@ class TemporalAggregate(nn.Module):
         return out.transpose(1, 2)
 
 
+def recomputed(enabled: bool, block, *args):
+    """``block(*args)``; with ``enabled``, while gradients are recorded, its activations are
+    dropped after the forward and recomputed in the backward (``torch.utils.checkpoint``,
+    RNG state restored, so dropout draws the same masks): the same loss and gradients for the
+    memory of the block's inputs, at one more forward of the block per step. Not for blocks with
+    BatchNorm: the recompute would update the running statistics a second time."""
+    if enabled and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
+
+
 def mlp_head(dims: list[int], dropout: float, sigmoid: bool = True) -> nn.Sequential:
     """Linear-ReLU-Dropout stack ending in a Linear (and a Sigmoid): RTFM/S3R's snippet classifier
     layout [Linear, ReLU, Dropout]*(n-1) + [Linear] (+ [Sigmoid])."""

@@ -72,7 +72,7 @@ from torch import Tensor, nn
 from wsvad_core.cards import hp
 
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import crop_samples, lengths_from_padding, score_crops, topk_mean, window_scores
+from .blocks import crop_samples, lengths_from_padding, recomputed, score_crops, topk_mean, window_scores
 from .registry import register
 from .text import TEXT_PROMPT_SPEC, UCF_CRIME_CLASSES, ClipTextEncoder, check_class_names, tokenize
 from .vadclip import GraphConvolution, ResidualBlock, VadCLIPModel, _mlp, window_mask
@@ -94,6 +94,11 @@ class DSANetHParams(TrainHParams):
     eval_schedule: str = "in_epoch"  # train:244-245 step = i * 128, test if step % 1280 == 0, != 0
     eval_every: int = 10  # [XD: once per epoch, epoch_end 1]
     reload_best_each_epoch: bool = True  # train:277-279 (XD xd_train: the same)
+    # not official (no effect on results): recompute the temporal transformer blocks and the
+    # normality branch's blocks in the backward instead of keeping their activations
+    # (blocks.recomputed). On: the official batch fits a 6 GB card (off: ~15 GB; see
+    # benchmarks/README.md, full_size.py), at about one more forward of those blocks per step
+    activation_checkpointing: bool = hp(True)
     visual_heads: int = hp(1, ge=1)  # opt:9
     visual_layers: int = hp(2, ge=1)  # opt:10 [xd_option: 1]
     attn_window: int = hp(8, ge=1)  # opt:11 [xd_option: 64]
@@ -271,6 +276,7 @@ class SGNM(nn.Module):
     def __init__(self, dim: int, prototypes: int, heads: int, decoder_depth: int, ratio: float):
         super().__init__()
         self.ratio = ratio
+        self.recompute = False  # DSANetModel sets it from activation_checkpointing
         self.video_prototypes = nn.Parameter(torch.randn(prototypes, dim))
         self.dnp_extractor = nn.ModuleList([_AggregationBlock(dim, heads)])
         self.bottleneck = _mlp(dim)
@@ -285,13 +291,14 @@ class SGNM(nn.Module):
             idx = torch.topk(scores, k=N, largest=False, dim=1).indices[:, :int(N * self.ratio)]
             normal = torch.gather(feats, 1, idx[..., None].expand(-1, -1, D))
         protos = self.video_prototypes[None].expand(B, -1, -1)
+        recompute = self.training and self.recompute
         for blk in self.dnp_extractor:
-            protos = blk(protos, normal)
+            protos = recomputed(recompute, blk, protos, normal)
         dist = 1.0 - F.cosine_similarity(normal[:, :, None], protos[:, None], dim=-1)
         gather = dist.min(2).values.mean()
         rec = self.bottleneck(feats)
         for blk in self.decoder:
-            rec = blk(rec, protos)
+            rec = recomputed(recompute, blk, rec, protos)
         return rec, gather
 
 
@@ -347,6 +354,7 @@ class DSANetModel(WSVADModel):
                 nn.init.xavier_uniform_(p)
         self.video_anomaly_refiner = SGNM(D, hp.num_prototypes, hp.sgnm_heads, hp.decoder_depth,
                                           hp.normal_selection_ratio)
+        self.video_anomaly_refiner.recompute = hp.activation_checkpointing
         # model initialize_parameters (287-298)
         nn.init.normal_(self.frame_position_embeddings.weight, std=0.01)
         for m in self.video_anomaly_refiner.modules():

@@ -23,7 +23,9 @@ the detached task curve with prominence >= 0.1 (the highest one when none qualif
 as the maximum of the kernels; experts and the gated mixture also fit the rendered curve with
 a frame-wise BCE; the gate is a per-snippet softmax over experts from the task-aware features.
 Defaults are UR-DMU's (henrryzh1/UR-DMU ucf_main.py/options.py: Adam lr 1e-4 weight decay 5e-5,
-64 + 64 videos, 3000 steps, 200-segment mean pool, seed 2022), the base model GS-MoE builds on.
+64 + 64 per-crop samples (one random crop of each video, as UR-DMU's per-crop lists), 3000 steps,
+200-segment mean pool, seed 2022), the base model GS-MoE builds on. (Until version 2 a step fed
+all ten crops of 64 + 64 videos: 10x the official rows, over 24 GB at full size.)
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torch import Tensor, nn
 from wsvad_core.cards import hp
 
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import TemporalAggregate, mlp_head, score_crops, topk_mean, xavier_init
+from .blocks import TemporalAggregate, crop_samples, mlp_head, score_crops, topk_mean, xavier_init
 from .registry import register
 from .text import UCF_CRIME_CLASSES, check_class_names, class_names_from_manifest
 
@@ -59,6 +61,9 @@ class GSMoEHParams(TrainHParams):
     min_sigma: float = hp(1.0, gt=0)  # TGS: narrowest kernel, in snippets
     lambda_tgs: float = hp(1.0, ge=0)  # weight of the frame-wise fit to the rendered curve
     class_names: tuple[str, ...] = UCF_CRIME_CLASSES  # one expert per anomaly class (Normal first)
+    # UR-DMU's lists hold one file per crop, drawn as independent samples: a step takes one random
+    # crop of each video (blocks.crop_samples; "all": every crop as its own sample)
+    train_crops: str = hp("random", choices=("random", "all"))
 
 
 def splat_peaks(curve: np.ndarray, prominence: float, min_sigma: float = 1.0) -> np.ndarray:
@@ -160,27 +165,31 @@ class GSMoEModel(WSVADModel):
 
     def _loss(self, normal: Tensor, abnormal: Tensor, abnormal_classes: Tensor | None = None
              ) -> dict[str, Tensor]:
-        B = normal.shape[0]
-        out = self.forward(torch.cat([normal, abnormal], 0))
-        labels = torch.cat([torch.zeros(B), torch.ones(B)]).to(out["task"])
-        lengths = torch.full((2 * B,), out["task"].shape[1], device=labels.device)
+        hp = self.hparams
+        # per-crop samples, as UR-DMU's per-crop lists (blocks.crop_samples)
+        xn, xa = crop_samples(normal, hp.train_crops), crop_samples(abnormal, hp.train_crops)
+        Bn, Ba = xn.shape[0], xa.shape[0]
+        out = self.forward(torch.cat([xn, xa], 0)[:, None])
+        labels = torch.cat([torch.zeros(Bn), torch.ones(Ba)]).to(out["task"])
+        lengths = torch.full((Bn + Ba,), out["task"].shape[1], device=labels.device)
         task = F.binary_cross_entropy(topk_mean(out["task"], lengths), labels)
         target = self._tgs_targets(out["task"], labels)
         n_exp = out["experts"].shape[1]
         if abnormal_classes is None:  # no class labels: every expert sees every abnormal video
-            owner = torch.full((B,), -1, dtype=torch.long, device=labels.device)
+            owner = torch.full((Ba,), -1, dtype=torch.long, device=labels.device)
         else:
             owner = torch.as_tensor(abnormal_classes, device=labels.device).long() - 1
             if owner.min() < 0 or owner.max() >= n_exp:
                 raise ValueError(f"abnormal_classes must index class_names[1:{n_exp + 1}], "
                                  f"got {(owner + 1).tolist()}")
+            owner = owner.repeat_interleave(Ba // abnormal.shape[0])  # a row per crop of each video
         expert_terms = []
         for e in range(n_exp):
             mine = (owner == e) | (owner < 0)
             if not bool(mine.any()):
                 continue  # this class is absent from the batch
-            rows = torch.cat([torch.arange(B, device=labels.device),
-                              B + torch.nonzero(mine)[:, 0]])
+            rows = torch.cat([torch.arange(Bn, device=labels.device),
+                              Bn + torch.nonzero(mine)[:, 0]])
             expert_terms.append(self._mil_tgs(out["experts"][rows, e], labels[rows], target[rows]))
         experts = torch.stack(expert_terms).mean()
         mixed = self._mil_tgs(out["mixed"], labels, target)
@@ -208,4 +217,5 @@ SPEC = register(MethodSpec(
     build=GSMoEModel,
     needs_class_labels=True,
     prepare_overrides=prepare_overrides,
+    version="2",  # 2: per-crop training samples (train_crops), as UR-DMU
 ))

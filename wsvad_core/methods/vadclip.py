@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from wsvad_core.cards import hp
 
 from .base import MethodSpec, TrainHParams, WSVADModel
-from .blocks import crop_samples, lengths_from_padding, score_crops, topk_mean, window_scores
+from .blocks import crop_samples, lengths_from_padding, recomputed, score_crops, topk_mean, window_scores
 from .registry import register
 from .text import TEXT_PROMPT_SPEC, UCF_CRIME_CLASSES, ClipTextEncoder, check_class_names, tokenize
 
@@ -84,6 +84,9 @@ class VadCLIPHParams(TrainHParams):
     lr_gamma: float = 0.1  # opt --scheduler-rate 0.1
     # train:116-117 the best checkpoint's model state reloaded after every epoch; :119-120 final = best
     reload_best_each_epoch: bool = True
+    # not official (no effect on results): recompute the temporal transformer blocks in the
+    # backward instead of keeping their activations (blocks.recomputed), for a smaller card
+    activation_checkpointing: bool = hp(False)
     visual_heads: int = hp(1, ge=1)  # opt --visual-head 1
     visual_layers: int = hp(2, ge=1)  # opt --visual-layers 2 (XD 1)
     attn_window: int = hp(8, ge=1)  # opt --attn-window 8 (XD 64)
@@ -239,8 +242,9 @@ class VadCLIPModel(WSVADModel):
     def encode_video(self, x: Tensor, lengths: Tensor) -> Tensor:
         """(N, L, D) padded snippet features -> (N, L, D) visual features."""
         x = x + self.frame_position_embeddings.weight[None]
+        recompute = self.training and self.hparams.activation_checkpointing
         for block in self.temporal.resblocks:
-            x = block(x, self.attn_mask)
+            x = recomputed(recompute, block, x, self.attn_mask)
         adj = self._similarity_adj(x, lengths)
         dis = self.dis_adj.to(x.dtype)
         x1 = _quick_gelu(self.gc2(_quick_gelu(self.gc1(x, adj)), adj))
