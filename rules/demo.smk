@@ -23,6 +23,8 @@ for _ds, _cfg in DATASETS.items():
             f"{BENCHMARKS.format(dataset=_ds)}/demo_dataset.tsv"
         conda:
             "../envs/wsvad.yaml"
+        # nothing else can run before the videos exist: take every core
+        threads: workflow.cores
         params:
             generate=_cfg["generate"],
             root=_paths["root"],

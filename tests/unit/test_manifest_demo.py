@@ -116,6 +116,21 @@ def test_demo_deterministic(demo, tmp_path):
     assert not np.array_equal(_frames(root / rel), _frames(other / rel))
 
 
+def test_demo_files_do_not_depend_on_workers(demo, tmp_path):
+    """The rule renders videos on every core; the bytes must be the ones one worker writes."""
+    root, intervals = demo
+    again = generate_demo_dataset(tmp_path, seed=0, n_frames=N_FRAMES, workers=3, **SMALL)
+    assert again == intervals
+    for rel in [*demo_video_relpaths(**SMALL), "Anomaly_Train.txt", "Temporal_Anomaly_Annotation.txt"]:
+        assert (root / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+def test_demo_worker_error_reaches_the_caller(tmp_path):
+    (tmp_path / "Explosion").write_text("a file where a folder must go")
+    with pytest.raises(OSError):
+        generate_demo_dataset(tmp_path, seed=0, n_frames=N_FRAMES, workers=2, **SMALL)
+
+
 def test_manifest_from_demo(demo, tmp_path):
     root, _ = demo
     df = ucf_manifest(root, root / "Anomaly_Train.txt", root / "Temporal_Anomaly_Annotation.txt")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,10 +245,12 @@ def _write_text(path: Path, lines: list[str]) -> None:
 def generate_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, n_train_normal: int = 8,
                           n_train_abnormal: int = 8, n_test_normal: int = 4,
                           n_test_abnormal: int = 4, n_frames: int = 96, width: int = 160,
-                          height: int = 120, fps: int = 25) -> dict[str, list[tuple[int, int]]]:
+                          height: int = 120, fps: int = 25, workers: int = 1
+                          ) -> dict[str, list[tuple[int, int]]]:
     """Write the demo dataset under ``out_dir``; returns video_id -> event intervals of every
     abnormal video (train ones included, although only the test ones are written to the
-    annotation file: training is weakly supervised)."""
+    annotation file: training is weakly supervised). ``workers`` videos are rendered and
+    encoded at a time (threads: numpy and x264 release the GIL); the files do not depend on it."""
     if n_frames < 8:
         raise ValueError(f"n_frames must be >= 8, got {n_frames}")
     if width < 32 or height < 32 or width % 2 or height % 2:
@@ -256,15 +259,18 @@ def generate_demo_dataset(out_dir: str | os.PathLike, seed: int = 0, n_train_nor
         raise ValueError(f"fps must be positive, got {fps}")
     out_dir = Path(out_dir)
     videos = demo_layout(n_train_normal, n_train_abnormal, n_test_normal, n_test_abnormal)
-    intervals: dict[str, list[tuple[int, int]]] = {}
-    for v in videos:
+
+    def write(v: DemoVideo) -> list[tuple[int, int]]:
         rng = _video_rng(seed, v.video_id)
         iv = _event_intervals(rng, n_frames) if v.label else []
-        if v.label:
-            intervals[v.video_id] = iv
         path = out_dir / v.relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_mp4(path, _render(rng, n_frames, height, width, v.cls, iv), fps)
+        return iv
+
+    with ThreadPoolExecutor(max(1, int(workers))) as pool:
+        written = list(pool.map(write, videos))  # map re-raises a worker's error here
+    intervals = {v.video_id: iv for v, iv in zip(videos, written) if v.label}
 
     _write_text(out_dir / TRAIN_LIST_NAME, [v.relpath for v in videos if v.split == "train"])
     ann = []

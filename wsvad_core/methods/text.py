@@ -123,7 +123,7 @@ class ClipTextEncoder(nn.Module):
         self.context_length = int(text_cfg["context_length"])
         self.token_embedding = tower.token_embedding
         self.positional_embedding = tower.positional_embedding
-        self.transformer = tower.transformer
+        self.transformer = _sequence_first(tower.transformer)
         self.ln_final = tower.ln_final
         self.text_projection = tower.text_projection
         self.register_buffer("attn_mask", tower.attn_mask, persistent=False)
@@ -172,6 +172,18 @@ class ClipTextEncoder(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), eot_index.to(x.device)]
         proj = self.text_projection
         return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+
+def _sequence_first(transformer: nn.Module) -> nn.Module:
+    """Run open_clip's text blocks on (L, N, W) activations (the layout of OpenAI's CLIP).
+    A batch-first ``nn.MultiheadAttention`` transposes its input to (L, N, W) and projects that
+    strided view, which torch runs as a batched matmul against a per-token copy of the weight:
+    with gradients flowing through the frozen tower to the prompts, 2.8x slower than the plain
+    matrix product it gets from a contiguous (L, N, W) input. The arithmetic is the same."""
+    transformer.batch_first = False  # Transformer.forward transposes once in and once out
+    for block in transformer.resblocks:
+        block.attn.batch_first = False
+    return transformer
 
 
 def _drop_frozen(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
