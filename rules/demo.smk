@@ -23,8 +23,9 @@ for _ds, _cfg in DATASETS.items():
             f"{BENCHMARKS.format(dataset=_ds)}/demo_dataset.tsv"
         conda:
             "../envs/wsvad.yaml"
-        # nothing else can run before the videos exist: take every core
-        threads: workflow.cores
+        # nothing else can run before the videos exist: two videos at a time (Snakemake lowers
+        # it to the cores there are; a fraction of workflow.cores would need --cores on SLURM)
+        threads: 2
         params:
             generate=_cfg["generate"],
             root=_paths["root"],

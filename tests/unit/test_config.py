@@ -29,7 +29,7 @@ def test_shipped_config_passes(config):
 
 def test_overrides_resolve(config):
     r = recipe(config, "demo", "rtfm_i3d_r50")
-    assert r["crop_size"] == 112 and r["crops"] == "center" and r["clip_len"] == 16
+    assert r["resize"] == 72 and r["crop_size"] == 64 and r["crops"] == "center" and r["clip_len"] == 16
     assert r["interpolation"] == "bilinear" and r["views"] == ["center"]  # demo overrides
     assert (r["kind"], r["family"], r["backbone"]) == ("i3d", "rtfm_i3d_r50", "i3res50") and r["weights"] is None
     # the shared recipe names only what differs from the backbone; the rest comes from its card
